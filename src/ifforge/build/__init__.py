@@ -1,0 +1,1 @@
+"""The build stage's pieces: seeds -> filter -> augment (strategy) -> respond (mode) -> assemble -> stats."""

@@ -1,0 +1,110 @@
+"""What every build step gets: the generator(s), the rejects file, and per-step accounting.
+
+A step is a small object with `name`, `reads`, `writes` and `__call__(rows, ctx) -> rows`. Rows are plain dicts.
+`check_wiring` proves, before any request is sent, that every field a step reads is written by someone earlier.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+from ifforge.errors import UserError
+from ifforge.llm import ChatRequest, ChatResult, Generator
+
+log = logging.getLogger("ifforge")
+Row = Dict[str, Any]
+
+
+class Step:
+    name: str = "step"
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+    def __call__(self, rows: List[Row], ctx: "BuildContext") -> List[Row]:
+        raise NotImplementedError
+
+
+def check_wiring(steps: Sequence[Step], available: Iterable[str], final_reads: Iterable[str] = ()) -> None:
+    have = set(available)
+    for step in steps:
+        missing = [f for f in step.reads if f not in have]
+        if missing:
+            raise UserError(f"step {step.name!r} reads {missing}, which no earlier step writes (have: {sorted(have)})")
+        have.update(step.writes)
+    missing = [f for f in final_reads if f not in have]
+    if missing:
+        raise UserError(f"assembly reads {missing}, which no step writes (have: {sorted(have)})")
+
+
+class Rejects:
+    """`rejects.jsonl`: every item dropped anywhere, with its step, raw LLM output and reason."""
+
+    def __init__(self, path: Path, stage: str = "build"):
+        self.path = path
+        self.stage = stage
+        self.counts: Dict[str, int] = {}
+        self._f = path.open("w", encoding="utf-8")  # a fresh file per build attempt
+
+    def add(self, step: str, item: Any, reason: str, raw: Optional[str] = None) -> None:
+        self.counts[step] = self.counts.get(step, 0) + 1
+        seed_id = item.get("seed_id") if isinstance(item, dict) else None
+        rec = {"stage": self.stage, "step": step, "seed_id": seed_id, "reason": reason, "raw": raw, "item": item}
+        self._f.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+@dataclass
+class BuildContext:
+    cfg: Any
+    out: Path
+    rejects: Rejects
+    make_generator: Callable[[str], Generator]  # role -> generator, built on first use
+    step_counts: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    _generators: Dict[str, Generator] = field(default_factory=dict)
+
+    def generator(self, role: str = "generator") -> Generator:
+        if role not in self._generators:
+            self._generators[role] = self.make_generator(role)
+        return self._generators[role]
+
+    @property
+    def generators(self) -> Dict[str, Generator]:
+        return dict(self._generators)
+
+    def reject(self, step: str, item: Any, reason: str, raw: Optional[str] = None) -> None:
+        self.rejects.add(step, item, reason, raw)
+
+    def ask(self, step: str, rows: Sequence[Row], requests: Sequence[ChatRequest],
+            role: str = "generator") -> List[Optional[ChatResult]]:
+        """Send one request per row; rows whose request never succeeded go to rejects and come back as None."""
+        results = self.generator(role).generate(list(requests), desc=step)
+        out: List[Optional[ChatResult]] = []
+        for row, res in zip(rows, results):
+            if res.ok:
+                out.append(res)
+            else:
+                raw = next((s.raw for s in res.samples if s.raw), None)
+                self.reject(step, row, f"generation failed: {res.error}", raw=raw)
+                out.append(None)
+        return out
+
+    def run_steps(self, steps: Sequence[Step], rows: List[Row]) -> List[Row]:
+        for step in steps:
+            before = self.rejects.counts.get(step.name, 0)
+            n_in = len(rows)
+            rows = step(rows, self)
+            rejected = self.rejects.counts.get(step.name, 0) - before
+            self.step_counts[step.name] = {"in": n_in, "out": len(rows), "rejected": rejected}
+            log.info("[build] %-24s in=%d out=%d rejected=%d", step.name, n_in, len(rows), rejected)
+        return rows
+
+
+def user_message(text: str) -> List[Dict[str, str]]:
+    return [{"role": "user", "content": text}]

@@ -1,0 +1,117 @@
+"""Seed loaders (`seeds` group: jsonl, hf, sharegpt) and the selection options every loader shares.
+
+Each seed becomes {"seed_id", "instruction"}. Selection order: selection rules -> dedupe -> seeded sample ->
+limit; every seed dropped on the way goes to rejects with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from ifforge.errors import UserError
+from ifforge.jsonl import read_jsonl
+
+Row = Dict[str, Any]
+Reject = Callable[[Row, str], None]
+
+
+def _records(cfg: Any) -> Iterable[Tuple[int, Row, str]]:
+    """(position, record, where) for the configured source; `where` names the line for error messages."""
+    if cfg.name in ("jsonl", "sharegpt") and cfg.path:
+        path = Path(cfg.path)
+        if path.suffix == ".json":
+            if not path.is_file():
+                raise UserError(f"seeds file not found: {path} (set seeds.path)")
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            if not isinstance(data, list):
+                raise UserError(f"{path}: expected a JSON list of records")
+            for i, rec in enumerate(data):
+                yield i, rec, f"{path} item {i}"
+        else:
+            for i, rec in enumerate(read_jsonl(path, what="seeds file (seeds.path)")):
+                yield i, rec, f"{path} record {i + 1}"
+        return
+    if cfg.name == "jsonl":
+        raise UserError("seeds=jsonl needs seeds.path=FILE.jsonl")
+    if cfg.name not in ("hf", "sharegpt"):
+        raise UserError(f"unknown seeds loader {cfg.name!r}; choose one of: hf, jsonl, sharegpt")
+    if not cfg.hf_name:
+        raise UserError(f"seeds={cfg.name} needs seeds.hf_name (a datasets name) or seeds.path (a local file)")
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(cfg.hf_name, cfg.hf_config, split=cfg.split)
+    except Exception as e:  # the hub, a missing split, no network: all user-fixable
+        raise UserError(f"could not load seeds {cfg.hf_name!r} (split {cfg.split!r}): {str(e).splitlines()[0]}") from None
+    for i, rec in enumerate(ds):
+        yield i, rec, f"{cfg.hf_name}[{i}]"
+
+
+def _first_human_turn(rec: Row, field: str) -> Optional[str]:
+    for turn in rec.get(field) or []:
+        who = turn.get("from", turn.get("role"))
+        if who in ("human", "user"):
+            return turn.get("value", turn.get("content"))
+    return None
+
+
+def _english(text: str) -> bool:
+    from langdetect import DetectorFactory, LangDetectException, detect
+
+    DetectorFactory.seed = 0  # langdetect is random unless seeded
+    try:
+        return detect(text) == "en"
+    except LangDetectException:
+        return False
+
+
+def load_seeds(cfg: Any, reject: Reject) -> List[Row]:
+    seeds: List[Row] = []
+    seen: Dict[str, str] = {}
+    for pos, rec, where in _records(cfg):
+        if cfg.name == "sharegpt":
+            text = _first_human_turn(rec, cfg.conversations_field)
+            if text is None:
+                reject({"record": where}, f"no human turn in {cfg.conversations_field!r}")
+                continue
+        else:
+            if cfg.field not in rec:
+                raise UserError(f"{where}: no field {cfg.field!r} (fields: {sorted(rec)}); set seeds.field")
+            text = rec[cfg.field]
+        seed_id = str(rec[cfg.id_field]) if cfg.id_field and cfg.id_field in rec else str(rec.get("id", pos))
+        row = {"seed_id": seed_id, "instruction": text}
+        if not isinstance(text, str) or not text.strip():
+            reject(row, "empty instruction")
+            continue
+        text = text.strip()
+        row["instruction"] = text
+        if cfg.max_chars is not None and len(text) > cfg.max_chars:
+            reject(row, f"longer than seeds.max_chars={cfg.max_chars}")
+            continue
+        if cfg.min_words is not None and len(text.split()) < cfg.min_words:
+            reject(row, f"fewer than seeds.min_words={cfg.min_words} words")
+            continue
+        if cfg.english_only and not _english(text):
+            reject(row, "not English (seeds.english_only)")
+            continue
+        if cfg.dedupe:
+            key = " ".join(text.lower().split())
+            if key in seen:
+                reject(row, f"duplicate of seed {seen[key]}")
+                continue
+            seen[key] = seed_id
+        seeds.append(row)
+    if cfg.sample is not None and cfg.sample < len(seeds):
+        keep = set(random.Random(cfg.seed).sample(range(len(seeds)), cfg.sample))
+        seeds = [s for i, s in enumerate(seeds) if i in keep]  # keep the file's order
+    if cfg.limit is not None:
+        seeds = seeds[: cfg.limit]
+    if not seeds:
+        raise UserError(f"no usable seeds from {cfg.path or cfg.hf_name} (check seeds.field and selection options)")
+    return seeds

@@ -1,0 +1,135 @@
+"""Structured-config schemas, registered in Hydra's ConfigStore.
+
+`conf/config.yaml` starts its defaults list with `base_config`, so the whole composed config is checked against
+`Config`: a misspelled key or a wrong type fails at composition with Hydra's message, before any work is done.
+Groups whose options share one shape (seeds, generator, judge, model, objective, tracking) are typed here; groups
+whose options differ (augmentation, response, eval) are `Any` here and each option file pulls its own schema
+from the ConfigStore (`defaults: [schema_<option>, _self_]`, the pattern Hydra documents for config groups).
+Modules that add an option register its schema with `register_schema`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class PathsConfig:
+    # Absolute so that every job of a sweep, whatever its working directory, shares one artifact store.
+    artifacts: str = "${hydra:runtime.cwd}/artifacts"
+    cache: str = "${paths.artifacts}/llm_cache.sqlite"
+
+
+@dataclass
+class SeedsConfig:
+    name: str = MISSING  # jsonl | hf | sharegpt
+    path: Optional[str] = None  # jsonl/sharegpt: local file; hf: optional local data file or directory
+    field: str = "instruction"  # the field that holds the instruction text
+    id_field: Optional[str] = None  # a stable id column; the row position is used when absent
+    hf_name: Optional[str] = None  # datasets.load_dataset(hf_name, hf_config, split=split)
+    hf_config: Optional[str] = None
+    split: str = "train"
+    conversations_field: str = "conversations"  # sharegpt: list of {from, value} turns
+    limit: Optional[int] = None  # first N seeds (after dedupe and rules)
+    sample: Optional[int] = None  # a seeded random sample of N seeds
+    seed: int = 0
+    dedupe: bool = True
+    max_chars: Optional[int] = None  # selection rules (Conifer uses 200 chars, 5 words, English)
+    min_words: Optional[int] = None
+    english_only: bool = False
+    filter: bool = False  # DeMoRecon E.1 "Filter Invalid Seeds" through the generator
+    filter_template: Optional[str] = None  # a user's own Jinja2 template file for the filter
+
+
+@dataclass
+class GeneratorConfig:
+    name: str = MISSING  # openai | hf_local | vllm
+    model: str = MISSING
+    # openai
+    base_url: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable; the key itself is never stored
+    max_concurrency: int = 64
+    rpm: Optional[int] = None
+    tpm: Optional[int] = None
+    timeout: float = 120.0
+    max_retries: int = 6
+    # hf_local / vllm
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8
+    # sampling (a request may override per call)
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: Optional[int] = None
+    # accounting: USD per million tokens, for the manifest's cost_usd
+    price_prompt_per_mtok: float = 0.0
+    price_completion_per_mtok: float = 0.0
+    cache: bool = True
+    extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific extras (e.g. vllm engine args)
+
+
+# Generator fields that change how fast or how robustly requests run, not what they return. They stay out of
+# artifact fingerprints so that raising concurrency never rebuilds a dataset.
+GENERATOR_RUNTIME_FIELDS = frozenset(
+    {"max_concurrency", "rpm", "tpm", "timeout", "max_retries", "device", "batch_size", "cache",
+     "price_prompt_per_mtok", "price_completion_per_mtok", "base_url", "api_key_env"}
+)
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    path: Optional[str] = None  # hub name or local directory; `smollm2-135m-instruct`/`tiny` are built locally
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = MISSING
+    split: str = "sft"
+    trainer: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrackingConfig:
+    name: str = "none"
+    project: str = "ifforge"
+    entity: Optional[str] = None
+    mode: Optional[str] = None
+    group: Optional[str] = None
+
+
+@dataclass
+class Config:
+    stages: List[str] = field(default_factory=lambda: ["build", "train", "eval"])
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    judge: GeneratorConfig = field(default_factory=GeneratorConfig)
+    augmentation: Any = MISSING
+    response: Any = MISSING
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    eval: Any = field(default_factory=dict)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    experiment: Optional[str] = None  # a label set by experiment files, used by sweep summaries
+    seed: int = 0
+
+
+def register_schema(group: str, option: str, node: Any) -> None:
+    """Make `schema_<option>` available to an option file of `group` as its first default."""
+    ConfigStore.instance().store(group=group, name=f"schema_{option}", node=node)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+    # Every option module registers its own schema on import (these modules import nothing heavy).
+    from ifforge.registry import discover
+
+    for package in ("ifforge.build.augment", "ifforge.build.respond"):
+        discover(package)

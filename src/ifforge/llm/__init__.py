@@ -1,0 +1,30 @@
+"""Generator layer: every model call for generation or judging goes through `make_generator(cfg)`."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ifforge.llm.base import Backend, Generator
+from ifforge.llm.cache import ResponseCache
+from ifforge.llm.types import ChatRequest, ChatResult, Completion, GeneratorStats
+from ifforge.registry import Registry, discover
+
+BACKENDS = Registry("generator backend")
+_discovered = False
+
+
+def make_generator(cfg: Any, cache_path: Optional[str] = None, role: str = "generator") -> Generator:
+    """Build the generator for a `generator`/`judge` config node. Raises UserError on what a user must fix."""
+    global _discovered
+    if not _discovered:
+        discover("ifforge.llm.backends")
+        _discovered = True
+    backend_cls = BACKENDS.get(str(cfg.name))
+    backend: Backend = backend_cls(cfg)
+    backend.check()
+    cache = ResponseCache(cache_path) if (cache_path and cfg.cache) else None
+    return Generator(backend, cfg, cache=cache, role=role)
+
+
+__all__ = ["BACKENDS", "Backend", "ChatRequest", "ChatResult", "Completion", "Generator", "GeneratorStats",
+           "ResponseCache", "make_generator"]

@@ -1,0 +1,121 @@
+"""The generator layer's one interface: `Generator.generate(requests) -> results`.
+
+Backends implement `Backend.run(calls, on_done)` and nothing else: the cache lookup, the fan-out of `n` samples,
+the progress bar and the accounting live here, once, under every backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from tqdm.auto import tqdm
+
+from ifforge.llm.cache import ResponseCache, cache_key
+from ifforge.llm.types import Call, ChatRequest, ChatResult, Completion, GeneratorStats
+
+SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "stop")
+OnDone = Callable[[int, Completion], None]
+
+
+class Backend:
+    """Sends calls to a model. `run` must call `on_done(index, completion)` exactly once per call, from any
+    thread, as soon as that call is finished (successfully or not); it must not raise for a single bad call."""
+
+    name = "backend"
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    def run(self, calls: Sequence[Call], on_done: OnDone) -> None:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Fail fast, before any work, on what a user must fix (missing API key, missing package)."""
+
+    def close(self) -> None:
+        pass
+
+
+class Generator:
+    def __init__(self, backend: Backend, cfg: Any, cache: Optional[ResponseCache] = None, role: str = "generator"):
+        self.backend = backend
+        self.cfg = cfg
+        self.cache = cache
+        self.role = role
+        self.stats = GeneratorStats()
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        return str(self.cfg.model)
+
+    def _resolve(self, request: ChatRequest, sample_index: int) -> Call:
+        params: Dict[str, Any] = {k: getattr(self.cfg, k, None) for k in SAMPLING_KEYS}
+        params.update({k: v for k, v in request.params.items()})
+        if params.get("seed") is not None and sample_index:
+            params["seed"] = int(params["seed"]) + sample_index  # distinct, reproducible samples
+        params = {k: v for k, v in params.items() if v is not None}
+        return Call(messages=list(request.messages), params=params, sample_index=sample_index)
+
+    def generate(self, requests: Sequence[ChatRequest], desc: str = "generate") -> List[ChatResult]:
+        calls: List[Call] = []
+        owners: List[tuple[int, int]] = []  # (request index, sample index) for each call
+        for ri, req in enumerate(requests):
+            for si in range(max(1, int(req.n))):
+                calls.append(self._resolve(req, si))
+                owners.append((ri, si))
+        keys = [cache_key(self.backend.name, self.model, c) for c in calls]
+        done: List[Optional[Completion]] = [None] * len(calls)
+
+        hits = self.cache.get_many(keys) if self.cache is not None else {}
+        for i, k in enumerate(keys):
+            if k in hits:
+                done[i] = hits[k]
+        todo = [i for i in range(len(calls)) if done[i] is None]
+        with self._lock:
+            self.stats.cache_hits += len(calls) - len(todo)
+
+        bar = tqdm(total=len(calls), initial=len(calls) - len(todo), desc=f"{self.role}: {desc}", unit="req",
+                   disable=None, dynamic_ncols=True, leave=False)
+        tokens = [0]
+
+        def on_done(local_index: int, completion: Completion) -> None:
+            i = todo[local_index]
+            done[i] = completion
+            if self.cache is not None:
+                self.cache.put(keys[i], completion)
+            with self._lock:
+                s = self.stats
+                s.calls += 1
+                s.retries += completion.retries
+                s.failures += 0 if completion.ok else 1
+                s.prompt_tokens += completion.prompt_tokens
+                s.completion_tokens += completion.completion_tokens
+                s.cost_usd += (completion.prompt_tokens * self.cfg.price_prompt_per_mtok
+                               + completion.completion_tokens * self.cfg.price_completion_per_mtok) / 1e6
+                tokens[0] += completion.prompt_tokens + completion.completion_tokens
+                bar.update(1)
+                bar.set_postfix(cached=len(calls) - len(todo), failed=s.failures, tokens=tokens[0], refresh=False)
+
+        started = time.time()
+        try:
+            if todo:
+                self.backend.run([calls[i] for i in todo], on_done)
+        finally:
+            bar.close()
+        missing = [i for i in todo if done[i] is None]
+        for i in missing:  # a backend bug must not lose rows silently
+            done[i] = Completion(error="backend returned no result for this call")
+            with self._lock:
+                self.stats.failures += 1
+        del started
+
+        results = [ChatResult(request=req, samples=[]) for req in requests]
+        for (ri, _si), comp in zip(owners, done):
+            results[ri].samples.append(comp)  # calls were created in sample order
+        return results
+
+    def close(self) -> None:
+        self.backend.close()

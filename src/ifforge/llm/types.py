@@ -1,0 +1,84 @@
+"""What goes into and comes out of the generator layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+Messages = List[Dict[str, str]]
+
+
+@dataclass
+class ChatRequest:
+    """One chat request. `params` override the generator's sampling defaults (temperature, top_p, max_tokens,
+    seed, stop). `n` samples are drawn as n separate calls, each cached under its own sample index."""
+
+    messages: Messages
+    params: Dict[str, Any] = field(default_factory=dict)
+    n: int = 1
+    metadata: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Call:
+    """One backend call: a request's messages with fully resolved sampling params and a sample index."""
+
+    messages: Messages
+    params: Dict[str, Any]
+    sample_index: int = 0
+
+
+@dataclass
+class Completion:
+    text: Optional[str] = None
+    finish_reason: Optional[str] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: float = 0.0
+    error: Optional[str] = None  # set when the call never succeeded; text is None then
+    raw: Optional[str] = None  # the raw body for malformed responses, kept for rejects.jsonl
+    cached: bool = False
+    retries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+@dataclass
+class ChatResult:
+    request: ChatRequest
+    samples: List[Completion]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.samples)
+
+    @property
+    def text(self) -> Optional[str]:
+        return self.samples[0].text if self.samples else None
+
+    @property
+    def texts(self) -> List[Optional[str]]:
+        return [s.text for s in self.samples]
+
+    @property
+    def error(self) -> Optional[str]:
+        errs = [s.error for s in self.samples if s.error]
+        return "; ".join(errs) if errs else None
+
+
+@dataclass
+class GeneratorStats:
+    calls: int = 0  # backend requests actually sent (cache hits excluded; retries counted separately)
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> Dict[str, Any]:
+        d = dict(self.__dict__)
+        d["cost_usd"] = round(d["cost_usd"], 6)
+        return d

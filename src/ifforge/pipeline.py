@@ -1,0 +1,109 @@
+"""Runs the stages a config asks for, resolving each one's upstream artifacts make-style.
+
+A stage listed in `stages` is built (or reused); an upstream stage that is not listed is only looked up by its
+fingerprint, and must already be done: `ifforge stages=[train]` trains on the dataset a previous
+`stages=[build]` run with the same settings produced, and says so clearly when there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from ifforge.artifacts import Artifact, artifact_for, ensure, write_json_atomic
+from ifforge.errors import UserError
+from ifforge.registry import Registry, discover
+
+log = logging.getLogger("ifforge")
+STAGES = Registry("stage")
+STAGE_ORDER = ("build", "train", "eval")
+
+
+def plain(node: Any) -> Any:
+    """A resolved, plain-Python copy of a config node (what fingerprints and manifests store)."""
+    if isinstance(node, DictConfig) or OmegaConf.is_list(node):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node
+
+
+class Stage:
+    """A pure function of (its config slice, its upstream artifacts) that writes one artifact directory."""
+
+    name = "stage"
+
+    def upstream(self, cfg: DictConfig) -> List[str]:
+        return []
+
+    def config(self, cfg: DictConfig) -> Dict[str, Any]:
+        """Exactly the config this stage's output depends on: it is hashed into the fingerprint."""
+        raise NotImplementedError
+
+    def preflight(self, cfg: DictConfig) -> None:
+        """Cheap checks before any stage runs (keys, packages, files, wiring)."""
+
+    def build(self, cfg: DictConfig, out: Path, inputs: Dict[str, Artifact]) -> Dict[str, Any]:
+        """Write the artifact's files into `out`; return the manifest's `stats`."""
+        raise NotImplementedError
+
+
+def _stages() -> Registry:
+    if not STAGES.names():
+        discover("ifforge.stages")
+    return STAGES
+
+
+class Runner:
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.root = Path(cfg.paths.artifacts)
+        self._resolved: Dict[str, Artifact] = {}
+
+    def artifact(self, name: str) -> Artifact:
+        if name not in self._resolved:
+            stage = _stages().get(name)
+            inputs = {u: self.artifact(u) for u in stage.upstream(self.cfg)}
+            self._resolved[name] = artifact_for(self.root, name, stage.config(self.cfg), inputs)
+        return self._resolved[name]
+
+    def run(self, name: str) -> Artifact:
+        stage = _stages().get(name)
+        inputs: Dict[str, Artifact] = {}
+        for up in stage.upstream(self.cfg):
+            art = self.artifact(up)
+            if not art.done:
+                raise UserError(
+                    f"stage {name!r} needs the {up!r} artifact {art.path}, which is not built: add {up!r} to stages "
+                    f"(e.g. stages=[{up},{name}])"
+                )
+            inputs[up] = art
+        art = self.artifact(name)
+        config = stage.config(self.cfg)
+        return ensure(art, config, lambda out: stage.build(self.cfg, out, inputs), inputs=inputs, log=log.info)
+
+
+def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
+    stages = [str(s) for s in cfg.stages]
+    known = _stages().names()
+    unknown = [s for s in stages if s not in known]
+    if unknown:
+        raise UserError(f"unknown stage(s) {unknown}; stages can be any of {[s for s in STAGE_ORDER if s in known]}")
+    ordered = [s for s in STAGE_ORDER if s in stages] + [s for s in stages if s not in STAGE_ORDER]
+    for s in ordered:  # everything a user can get wrong is reported before the first request is sent
+        _stages().get(s).preflight(cfg)
+    runner = Runner(cfg)
+    outputs: Dict[str, str] = {}
+    for s in ordered:
+        art = runner.run(s)
+        outputs[s] = str(art.path)
+        log.info("[%s] done: %s", s, art.path)
+        if run_dir is not None:  # written after each stage, so a later failure keeps what finished
+            write_json_atomic(Path(run_dir) / "outputs.json", outputs)
+    return outputs
+
+
+def read_outputs(run_dir: Path) -> Dict[str, str]:
+    return json.loads((Path(run_dir) / "outputs.json").read_text())

@@ -1,0 +1,40 @@
+"""Prompt templates: Jinja2 files in this package, one per LLM step, rendered with StrictUndefined so a missing
+variable is an error, not an empty hole in a prompt. A user can point any step at their own file instead."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import jinja2
+
+from ifforge.errors import UserError
+
+PROMPTS_DIR = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=None)
+def _env(root: str) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=False, autoescape=False)
+
+
+def load_template(name: str, override: Optional[str] = None) -> jinja2.Template:
+    """`name` is a path under this package (e.g. "demorecon/filter_seed.j2"); `override` a user's own file."""
+    if override:
+        p = Path(override).expanduser().resolve()
+        if not p.is_file():
+            raise UserError(f"prompt template not found: {p}")
+        return _env(str(p.parent)).get_template(p.name)
+    try:
+        return _env(str(PROMPTS_DIR)).get_template(name)
+    except jinja2.TemplateNotFound:
+        raise UserError(f"no packaged prompt template {name!r}") from None
+
+
+def render(name: str, override: Optional[str] = None, **variables: Any) -> str:
+    try:
+        return load_template(name, override).render(**variables).strip()
+    except jinja2.UndefinedError as e:
+        raise UserError(f"prompt template {override or name}: {e.message}") from None

@@ -1,0 +1,97 @@
+"""The build stage: seeds -> optional seed filter -> augmentation -> responses -> splits, in one artifact.
+
+Fingerprint: seeds, generator (minus runtime-only knobs such as concurrency), augmentation, response, and the
+judge when the strategy or response mode uses one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict
+
+from omegaconf import DictConfig
+
+from ifforge.artifacts import Artifact
+from ifforge.config import GENERATOR_RUNTIME_FIELDS
+from ifforge.pipeline import STAGES, Stage, plain
+from ifforge.registry import discover
+
+log = logging.getLogger("ifforge")
+
+
+def generator_slice(node: Any) -> Dict[str, Any]:
+    return {k: v for k, v in plain(node).items() if k not in GENERATOR_RUNTIME_FIELDS}
+
+
+def _parts(cfg: DictConfig):
+    from ifforge.build.augment import AUGMENTATIONS
+    from ifforge.build.respond import RESPONSES
+
+    discover("ifforge.build.augment")
+    discover("ifforge.build.respond")
+    return AUGMENTATIONS.get(cfg.augmentation.name)(cfg.augmentation), RESPONSES.get(cfg.response.name)(cfg.response)
+
+
+@STAGES.register("build")
+class BuildStage(Stage):
+    name = "build"
+
+    def config(self, cfg: DictConfig) -> Dict[str, Any]:
+        aug, resp = _parts(cfg)
+        slice_ = {"seeds": plain(cfg.seeds), "generator": generator_slice(cfg.generator),
+                  "augmentation": plain(cfg.augmentation), "response": plain(cfg.response)}
+        if aug.uses_judge() or resp.uses_judge():
+            slice_["judge"] = generator_slice(cfg.judge)
+        return slice_
+
+    def _steps(self, cfg: DictConfig):
+        from ifforge.build.seed_filter import FilterSeeds
+
+        aug, resp = _parts(cfg)
+        steps = [FilterSeeds(cfg.seeds.filter_template)] if cfg.seeds.filter else []
+        return aug, steps + list(aug.steps()) + list(resp.steps())
+
+    def preflight(self, cfg: DictConfig) -> None:
+        from ifforge.build.context import check_wiring
+        from ifforge.llm import BACKENDS, make_generator  # noqa: F401  (make_generator discovers backends)
+        from ifforge.registry import discover as _discover
+
+        aug, steps = self._steps(cfg)
+        check_wiring(steps, {"seed_id", "instruction"}, aug.assembly_reads)
+        _discover("ifforge.llm.backends")
+        roles = ["generator"] + (["judge"] if "judge" in self.config(cfg) else [])
+        for role in roles:  # e.g. a missing API key is reported now, before any work
+            BACKENDS.get(cfg[role].name)(cfg[role]).check()
+
+    def build(self, cfg: DictConfig, out: Path, inputs: Dict[str, Artifact]) -> Dict[str, Any]:
+        from ifforge.build.context import BuildContext, Rejects
+        from ifforge.build.save import save_splits
+        from ifforge.build.seeds import load_seeds
+        from ifforge.llm import make_generator
+
+        aug, steps = self._steps(cfg)
+        rejects = Rejects(out / "rejects.jsonl")
+        ctx = BuildContext(cfg=cfg, out=out, rejects=rejects,
+                           make_generator=lambda role: make_generator(cfg[role], cfg.paths.cache, role=role))
+        try:
+            seeds = load_seeds(cfg.seeds, lambda row, reason: ctx.reject("seeds", row, reason))
+            log.info("[build] %d seeds", len(seeds))
+            rows = ctx.run_steps(steps, seeds)
+            splits = aug.assemble(rows, ctx)
+            counts = save_splits(splits, out)
+        finally:
+            rejects.close()
+            for g in ctx.generators.values():
+                g.close()
+        for name, n in counts.items():
+            log.info("[build] split %-10s %d rows", name, n)
+        log.info("[build] rejects: %s", rejects.counts or "none")
+        stats: Dict[str, Any] = {"seeds": len(seeds), "splits": counts, "steps": ctx.step_counts,
+                                 "rejects": rejects.counts}
+        for role, g in ctx.generators.items():
+            stats[role] = {"model": g.model, "backend": g.backend.name, **g.stats.as_dict()}
+        stats.setdefault("generator", {"model": str(cfg.generator.model), "backend": str(cfg.generator.name),
+                                       **{k: 0 for k in ("calls", "cache_hits", "retries", "failures",
+                                                         "prompt_tokens", "completion_tokens", "cost_usd")}})
+        return stats
