@@ -56,6 +56,10 @@ def _stages() -> Registry:
     return STAGES
 
 
+def get_stage(name: str) -> Stage:
+    return _stages().get(name)()
+
+
 class Runner:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -64,13 +68,13 @@ class Runner:
 
     def artifact(self, name: str) -> Artifact:
         if name not in self._resolved:
-            stage = _stages().get(name)
+            stage = get_stage(name)
             inputs = {u: self.artifact(u) for u in stage.upstream(self.cfg)}
             self._resolved[name] = artifact_for(self.root, name, stage.config(self.cfg), inputs)
         return self._resolved[name]
 
     def run(self, name: str) -> Artifact:
-        stage = _stages().get(name)
+        stage = get_stage(name)
         inputs: Dict[str, Artifact] = {}
         for up in stage.upstream(self.cfg):
             art = self.artifact(up)
@@ -93,7 +97,7 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
         raise UserError(f"unknown stage(s) {unknown}; stages can be any of {[s for s in STAGE_ORDER if s in known]}")
     ordered = [s for s in STAGE_ORDER if s in stages] + [s for s in stages if s not in STAGE_ORDER]
     for s in ordered:  # everything a user can get wrong is reported before the first request is sent
-        _stages().get(s).preflight(cfg)
+        get_stage(s).preflight(cfg)
     runner = Runner(cfg)
     outputs: Dict[str, str] = {}
     for s in ordered:

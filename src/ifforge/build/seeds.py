@@ -34,7 +34,7 @@ def _records(cfg: Any) -> Iterable[Tuple[int, Row, str]]:
             for i, rec in enumerate(data):
                 yield i, rec, f"{path} item {i}"
         else:
-            for i, rec in enumerate(read_jsonl(path, what="seeds file (seeds.path)")):
+            for i, rec in enumerate(read_jsonl(path, what="seeds file")):
                 yield i, rec, f"{path} record {i + 1}"
         return
     if cfg.name == "jsonl":
@@ -51,6 +51,17 @@ def _records(cfg: Any) -> Iterable[Tuple[int, Row, str]]:
         raise UserError(f"could not load seeds {cfg.hf_name!r} (split {cfg.split!r}): {str(e).splitlines()[0]}") from None
     for i, rec in enumerate(ds):
         yield i, rec, f"{cfg.hf_name}[{i}]"
+
+
+def check_seeds_source(cfg: Any) -> None:
+    """The cheap part of loading, run before any work: is there a source at all?"""
+    if cfg.path:
+        if not Path(cfg.path).is_file():
+            raise UserError(f"seeds file not found: {cfg.path} (set seeds.path)")
+    elif cfg.name == "jsonl":
+        raise UserError("seeds=jsonl needs seeds.path=FILE.jsonl")
+    elif not cfg.hf_name:
+        raise UserError(f"seeds={cfg.name} needs seeds.hf_name (a datasets name) or seeds.path (a local file)")
 
 
 def _first_human_turn(rec: Row, field: str) -> Optional[str]:

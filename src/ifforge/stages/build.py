@@ -54,11 +54,13 @@ class BuildStage(Stage):
 
     def preflight(self, cfg: DictConfig) -> None:
         from ifforge.build.context import check_wiring
+        from ifforge.build.seeds import check_seeds_source
         from ifforge.llm import BACKENDS, make_generator  # noqa: F401  (make_generator discovers backends)
         from ifforge.registry import discover as _discover
 
         aug, steps = self._steps(cfg)
         check_wiring(steps, {"seed_id", "instruction"}, aug.assembly_reads)
+        check_seeds_source(cfg.seeds)
         _discover("ifforge.llm.backends")
         roles = ["generator"] + (["judge"] if "judge" in self.config(cfg) else [])
         for role in roles:  # e.g. a missing API key is reported now, before any work

@@ -1,0 +1,121 @@
+"""The build stage end to end through the real CLI and the local OpenAI-compatible test server."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import datasets
+
+from tests.helpers.cli import openai_args, outputs, run_cli
+from tests.helpers.data import REPO
+from tests.helpers.openai_server import Fault
+
+ENV = {"OPENAI_API_KEY": "test-key"}
+
+
+def seeds_file(tmp_path, n):
+    p = tmp_path / "seeds.jsonl"
+    p.write_text("".join(json.dumps({"id": f"s{i}", "instruction": f"Write a sentence about topic {i}."}) + "\n"
+                         for i in range(n)))
+    return p
+
+
+def build_args(srv, seeds, *extra):
+    return ["stages=[build]", "seeds=jsonl", f"seeds.path={seeds}", "seeds.id_field=id",
+            *openai_args(srv.url), *extra]
+
+
+def test_plain_build_then_rerun_sends_nothing(tmp_path, openai_server):
+    srv = openai_server
+    srv.on("topic 3", fault=Fault.not_json())  # never succeeds: must end in rejects, not kill the run
+    srv.on("topic", lambda body: "A sentence. " + body["messages"][-1]["content"])
+    seeds = seeds_file(tmp_path, 6)
+    proc = run_cli(build_args(srv, seeds), tmp_path, env=ENV, check=True)
+    out = outputs(tmp_path)
+    art = out["build"]
+    assert f"build: {art}" in proc.stdout
+    dd = datasets.load_from_disk(os.path.join(art, "data"))
+    assert dd["sft"].num_rows == 5
+    row = dd["sft"][0]
+    assert row["messages"][0] == {"role": "user", "content": "Write a sentence about topic 0."}
+    assert row["messages"][1]["role"] == "assistant" and row["seed_id"] == "s0" and row["group_id"] == "s0"
+    assert len((tmp_path / "run" / "outputs.json").read_text()) > 0
+    jsonl = [json.loads(l) for l in open(os.path.join(art, "sft.jsonl"))]
+    assert len(jsonl) == 5
+    rejects = [json.loads(l) for l in open(os.path.join(art, "rejects.jsonl"))]
+    assert len(rejects) == 1 and rejects[0]["seed_id"] == "s3" and rejects[0]["step"] == "respond_direct"
+    assert "generation failed" in rejects[0]["reason"] and rejects[0]["raw"]
+    m = json.load(open(os.path.join(art, "manifest.json")))
+    g = m["stats"]["generator"]
+    assert g["calls"] == 6 and g["failures"] == 1 and g["retries"] == 2 and g["cache_hits"] == 0
+    assert g["prompt_tokens"] > 0 and g["completion_tokens"] > 0 and "cost_usd" in g
+    assert m["stats"]["splits"] == {"sft": 5}
+    assert m["config"]["generator"]["model"] == "test-model"
+    sent = srv.count()
+
+    run_cli(build_args(srv, seeds), tmp_path, env=ENV, check=True)  # same config: artifact reused
+    assert srv.count() == sent
+    # Only a runtime knob changed: the same artifact, still nothing sent.
+    run_cli(build_args(srv, seeds, "generator.max_concurrency=3"), tmp_path, env=ENV, check=True)
+    assert srv.count() == sent and outputs(tmp_path)["build"] == art
+    # A new artifact (fewer seeds), but the cache is keyed on requests: s0-s2 come from it; s3 failed before, was
+    # never cached, and is tried again (1 + max_retries=2 HTTP attempts).
+    s3_before = srv.count("topic 3")
+    run_cli(build_args(srv, seeds, "seeds.limit=4"), tmp_path, env=ENV, check=True)
+    assert outputs(tmp_path)["build"] != art
+    assert srv.count() - sent == 3 == srv.count("topic 3") - s3_before
+
+
+def test_seed_filter(tmp_path, openai_server):
+    srv = openai_server
+    srv.on(lambda b: "Judgement (Yes or No)" in b["messages"][-1]["content"] and "topic 1." in b["messages"][-1]["content"],
+           "**Yes.** It refers to a passage that is not given.")
+    srv.on(lambda b: "Judgement (Yes or No)" in b["messages"][-1]["content"] and "topic 2." in b["messages"][-1]["content"],
+           "I cannot decide.")
+    srv.on("Judgement (Yes or No)", "No")
+    seeds = seeds_file(tmp_path, 4)
+    run_cli(build_args(srv, seeds, "seeds.filter=true"), tmp_path, env=ENV, check=True)
+    art = outputs(tmp_path)["build"]
+    rejects = {r["seed_id"]: r for r in map(json.loads, open(os.path.join(art, "rejects.jsonl")))}
+    assert set(rejects) == {"s1", "s2"}
+    assert "E.1 answered Yes" in rejects["s1"]["reason"] and rejects["s1"]["raw"].startswith("**Yes.**")
+    assert "unparseable" in rejects["s2"]["reason"]
+    m = json.load(open(os.path.join(art, "manifest.json")))
+    assert m["stats"]["splits"] == {"sft": 2}
+    assert m["stats"]["steps"]["filter_seeds"] == {"in": 4, "out": 2, "rejected": 2}
+    filter_prompt = next(b for b in srv.requests if "topic 0." in b["messages"][-1]["content"])["messages"][-1]["content"]
+    assert filter_prompt.startswith("Please check if the prompt is missing important details")
+
+
+def test_sigkill_mid_build_then_resume_from_cache(tmp_path, openai_server):
+    srv = openai_server
+    srv.latency = 0.25
+    n = 16
+    seeds = seeds_file(tmp_path, n)
+    args = build_args(srv, seeds, "generator.max_concurrency=2", f"paths.artifacts={tmp_path / 'artifacts'}",
+                      f"hydra.run.dir={tmp_path / 'run'}")
+    env = dict(os.environ, **ENV, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "ifforge", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while srv.count() < 8 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cache = tmp_path / "artifacts" / "llm_cache.sqlite"
+    cached = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    assert 0 < cached < n
+    assert not list((tmp_path / "artifacts").glob("build/*/manifest.json"))  # nothing marked done
+
+    before = srv.count()
+    srv.latency = 0.0
+    run_cli(args, tmp_path, env=ENV, check=True)
+    resent = srv.count() - before
+    assert resent == n - cached  # every completed request came from the cache
+    m = json.load(open(os.path.join(outputs(tmp_path)["build"], "manifest.json")))
+    assert m["stats"]["splits"] == {"sft": n}
+    assert m["stats"]["generator"]["cache_hits"] == cached
