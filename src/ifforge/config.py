@@ -105,6 +105,18 @@ class TrackingConfig:
 
 
 @dataclass
+class CandidateConfig(GeneratorConfig):
+    """The model under test in the eval stage: generator fields, greedy by default. `model: null` means the train
+    stage's checkpoint when "train" is in stages, else `model.path` (or `model.name`); set name/model/base_url to
+    evaluate any hub model, local directory or OpenAI-compatible endpoint the same way."""
+
+    name: str = "hf_local"
+    model: Optional[str] = None
+    max_tokens: int = 1024
+    batch_size: int = 16
+
+
+@dataclass
 class Config:
     stages: List[str] = field(default_factory=lambda: ["build", "train", "eval"])
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -116,6 +128,7 @@ class Config:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: Any = field(default_factory=dict)
+    candidate: CandidateConfig = field(default_factory=CandidateConfig)  # the model under test (eval stage)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     experiment: Optional[str] = None  # a label set by experiment files, used by sweep summaries
     seed: int = 0
@@ -131,5 +144,5 @@ def register_configs() -> None:
     # Every option module registers its own schema on import (these modules import nothing heavy).
     from ifforge.registry import discover
 
-    for package in ("ifforge.build.augment", "ifforge.build.respond"):
+    for package in ("ifforge.build.augment", "ifforge.build.respond", "ifforge.evaluate.suites"):
         discover(package)

@@ -1,0 +1,53 @@
+"""Runs one suite into one directory: load, answer (or read given answers), score, write.
+
+Files: `results.jsonl` (every prompt, response, per-check verdicts, raw judge output), `metrics.json`, `table.md`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List
+
+from ifforge.artifacts import write_json_atomic
+from ifforge.errors import UserError
+from ifforge.evaluate.data import match_responses, read_responses
+from ifforge.evaluate.suite import Suite
+from ifforge.jsonl import write_jsonl
+
+log = logging.getLogger("ifforge")
+HEADLINE_SKIP = ("per_instruction", "per_category", "per_level", "candidate", "judge", "confusion", "per_turn")
+
+
+def given_responses(suite: Suite, items: List[Any]) -> List[Any]:
+    path = str(suite.cfg.responses)
+    return match_responses([it.prompt for it in items], read_responses(path), path)
+
+
+def run_suite(suite: Suite, out: Path, about: Dict[str, Any]) -> Dict[str, Any]:
+    """`about`: {"label", "candidate", "judge"} recorded with the scores. Returns the manifest stats."""
+    items = suite.load()
+    if not items:
+        raise UserError(f"eval.{suite.name}: the benchmark has no items (check path/limit)")
+    log.info("[eval/%s] %d items", suite.name, len(items))
+    failures = 0
+    if suite.cfg.responses:
+        responses = given_responses(suite, items)
+    else:
+        answers = suite.answer(items, suite.ctx.candidate())
+        failures = sum(a is None for a in answers)
+        if failures:
+            log.warning("[eval/%s] %d generation(s) failed; scored as empty answers", suite.name, failures)
+        responses = [a if a is not None else "" for a in answers]
+    rows, metrics = suite.score(items, responses)
+    metrics["generation_failures"] = failures
+    metrics["responses_file"] = str(suite.cfg.responses) if suite.cfg.responses else None
+    metrics["candidate"] = about["candidate"]
+    if suite.uses_judge:
+        metrics["judge"] = about["judge"]
+    write_jsonl(out / "results.jsonl", rows)
+    write_json_atomic(out / "metrics.json", metrics)
+    (out / "table.md").write_text(suite.table(metrics, about["label"]), encoding="utf-8")
+    headline = {k: v for k, v in metrics.items() if k not in HEADLINE_SKIP and not isinstance(v, (dict, list))}
+    log.info("[eval/%s] %s", suite.name, headline)
+    return headline

@@ -1,0 +1,74 @@
+"""The suite interface and the options every suite shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from omegaconf import MISSING
+
+
+@dataclass
+class SuiteConfig:
+    name: str = MISSING
+    path: Optional[str] = None  # a local copy (file or directory); null: the public hub dataset `hf_name`
+    hf_name: Optional[str] = None
+    split: str = "train"
+    limit: Optional[int] = None  # the first N items (smoke runs, demos)
+    responses: Optional[str] = None  # JSONL of {prompt, response} produced elsewhere: scored, nothing generated
+    max_tokens: Optional[int] = None  # the candidate's answer budget here (null: candidate.max_tokens)
+    judge_template: Optional[str] = None  # a user's own Jinja2 judge prompt instead of the packaged one
+
+
+@dataclass
+class Item:
+    """One benchmark prompt. `prompt` is the text a responses file is matched on; `messages` what the model under
+    test is asked (the backend applies its chat template); `data` the fields its scorer needs."""
+
+    id: str
+    prompt: str
+    messages: List[Dict[str, str]]
+    data: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SuiteContext:
+    """What a suite may use: generators are made on first use, so scoring given answers loads no model."""
+
+    candidate: Callable[[], Any]
+    judge: Callable[[], Any]
+    build_dir: Optional[Path] = None  # the upstream build artifact, when one is wired in
+
+
+class Suite:
+    name = "suite"
+    uses_judge = False  # whether the `judge` generator scores this suite (its config joins the fingerprint)
+    uses_build = False  # whether the suite can read an upstream build artifact's split
+
+    def __init__(self, cfg: Any, ctx: SuiteContext):
+        self.cfg = cfg
+        self.ctx = ctx
+
+    def load(self) -> List[Item]:
+        raise NotImplementedError
+
+    def answer(self, items: List[Item], generator: Any) -> List[Optional[str]]:
+        """One greedy turn per item; None where the call failed."""
+        from ifforge.llm import ChatRequest
+
+        params = {"max_tokens": int(self.cfg.max_tokens)} if self.cfg.max_tokens else {}
+        results = generator.generate([ChatRequest(messages=it.messages, params=dict(params)) for it in items],
+                                     desc=f"answer {self.name}")
+        return [r.text if r.ok else None for r in results]
+
+    def score(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+        """Per-item rows (written to results.jsonl) and the suite's metrics."""
+        raise NotImplementedError
+
+    def table(self, metrics: Dict[str, Any], label: str) -> str:
+        """A Markdown table of `metrics` laid out like the papers' tables, with `label` as the model column."""
+        raise NotImplementedError
+
+    def limited(self, items: List[Item]) -> List[Item]:
+        return items[: int(self.cfg.limit)] if self.cfg.limit is not None else items
