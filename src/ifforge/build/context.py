@@ -65,13 +65,15 @@ class BuildContext:
     cfg: Any
     out: Path
     rejects: Rejects
-    make_generator: Callable[[str], Generator]  # role -> generator, built on first use
+    make_generator: Callable[[str, Any], Generator]  # (role, config node or None) -> generator, built on first use
     step_counts: Dict[str, Dict[str, int]] = field(default_factory=dict)
     _generators: Dict[str, Generator] = field(default_factory=dict)
 
-    def generator(self, role: str = "generator") -> Generator:
+    def generator(self, role: str = "generator", node: Any = None) -> Generator:
+        """The generator for `role`: `cfg.generator`/`cfg.judge` by default, or any generator-schema `node`
+        (e.g. a student model under the response config), cached per role."""
         if role not in self._generators:
-            self._generators[role] = self.make_generator(role)
+            self._generators[role] = self.make_generator(role, node)
         return self._generators[role]
 
     @property
@@ -82,9 +84,9 @@ class BuildContext:
         self.rejects.add(step, item, reason, raw)
 
     def ask(self, step: str, rows: Sequence[Row], requests: Sequence[ChatRequest],
-            role: str = "generator") -> List[Optional[ChatResult]]:
+            role: str = "generator", node: Any = None) -> List[Optional[ChatResult]]:
         """Send one request per row; rows whose request never succeeded go to rejects and come back as None."""
-        results = self.generator(role).generate(list(requests), desc=step)
+        results = self.generator(role, node).generate(list(requests), desc=step)
         out: List[Optional[ChatResult]] = []
         for row, res in zip(rows, results):
             if res.ok:

@@ -7,7 +7,6 @@ the progress bar and the accounting live here, once, under every backend.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from tqdm.auto import tqdm
@@ -99,7 +98,6 @@ class Generator:
                 bar.update(1)
                 bar.set_postfix(cached=len(calls) - len(todo), failed=s.failures, tokens=tokens[0], refresh=False)
 
-        started = time.time()
         try:
             if todo:
                 self.backend.run([calls[i] for i in todo], on_done)
@@ -110,7 +108,6 @@ class Generator:
             done[i] = Completion(error="backend returned no result for this call")
             with self._lock:
                 self.stats.failures += 1
-        del started
 
         results = [ChatResult(request=req, samples=[]) for req in requests]
         for (ri, _si), comp in zip(owners, done):

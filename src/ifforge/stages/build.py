@@ -75,13 +75,15 @@ class BuildStage(Stage):
         aug, steps = self._steps(cfg)
         rejects = Rejects(out / "rejects.jsonl")
         ctx = BuildContext(cfg=cfg, out=out, rejects=rejects,
-                           make_generator=lambda role: make_generator(cfg[role], cfg.paths.cache, role=role))
+                           make_generator=lambda role, node: make_generator(cfg[role] if node is None else node,
+                                                                            cfg.paths.cache, role=role))
         try:
             seeds = load_seeds(cfg.seeds, lambda row, reason: ctx.reject("seeds", row, reason))
             log.info("[build] %d seeds", len(seeds))
             rows = ctx.run_steps(steps, seeds)
             splits = aug.assemble(rows, ctx)
             counts = save_splits(splits, out)
+            extra = aug.statistics(splits, ctx)
         finally:
             rejects.close()
             for g in ctx.generators.values():
@@ -89,11 +91,38 @@ class BuildStage(Stage):
         for name, n in counts.items():
             log.info("[build] split %-10s %d rows", name, n)
         log.info("[build] rejects: %s", rejects.counts or "none")
+        card = extra.pop("card", "")
         stats: Dict[str, Any] = {"seeds": len(seeds), "splits": counts, "steps": ctx.step_counts,
-                                 "rejects": rejects.counts}
+                                 "rejects": rejects.counts, **extra}
         for role, g in ctx.generators.items():
             stats[role] = {"model": g.model, "backend": g.backend.name, **g.stats.as_dict()}
         stats.setdefault("generator", {"model": str(cfg.generator.model), "backend": str(cfg.generator.name),
                                        **{k: 0 for k in ("calls", "cache_hits", "retries", "failures",
                                                          "prompt_tokens", "completion_tokens", "cost_usd")}})
+        write_dataset_card(out, cfg, stats, card)
         return stats
+
+
+def write_dataset_card(out: Path, cfg: DictConfig, stats: Dict[str, Any], section: str) -> None:
+    splits = "\n".join(f"| `{k}` | {v} |" for k, v in stats["splits"].items())
+    steps = "\n".join(f"| {k} | {v['in']} | {v['out']} | {v['rejected']} |" for k, v in stats["steps"].items())
+    g = stats["generator"]
+    text = f"""# ifforge build
+
+Augmentation `{cfg.augmentation.name}`, responses `{cfg.response.name}`, generator `{g['backend']}:{g['model']}`.
+Load with `datasets.load_from_disk("data")`; every dropped item is in `rejects.jsonl` with its reason.
+
+| split | rows |
+|---|---|
+{splits}
+
+| step | in | out | rejected |
+|---|---|---|---|
+{steps}
+
+Generator: {g['calls']} calls, {g['cache_hits']} cache hits, {g['retries']} retries, {g['failures']} failures,
+{g['prompt_tokens']} prompt + {g['completion_tokens']} completion tokens, ${g['cost_usd']}.
+
+{section}
+"""
+    (out / "README.md").write_text(text.strip() + "\n", encoding="utf-8")

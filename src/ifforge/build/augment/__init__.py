@@ -30,3 +30,8 @@ class Augmentation:
 
     def assemble(self, rows: List[Row], ctx: BuildContext) -> Dict[str, List[Row]]:
         raise NotImplementedError
+
+    def statistics(self, splits: Dict[str, List[Row]], ctx: BuildContext) -> Dict[str, Any]:
+        """Strategy-specific statistics for the manifest and the dataset card (may also write figures into
+        ctx.out). Return {"card": markdown section or absent, **json-able numbers}."""
+        return {}
