@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol
 
 from filelock import FileLock
 
@@ -69,6 +69,19 @@ class Artifact:
         return json.loads(self.manifest_path.read_text())
 
 
+class ProcessGroup(Protocol):
+    """The ranks of one multi-process launch (torchrun, accelerate, Slurm tasks) that build an artifact together."""
+
+    rank: int
+    world_size: int
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj`, on every rank."""
+
+    def barrier(self) -> None:
+        """Return once every rank has called it."""
+
+
 def artifact_for(root: str | Path, stage: str, config: Any, inputs: Optional[Mapping[str, Artifact]] = None) -> Artifact:
     inputs = dict(inputs or {})
     fp = fingerprint({"stage": stage, "config": config, "inputs": {k: a.fingerprint for k, a in sorted(inputs.items())}})
@@ -81,13 +94,19 @@ def ensure(
     build: Callable[[Path], Dict[str, Any]],
     inputs: Optional[Mapping[str, Artifact]] = None,
     log: Callable[[str], None] = print,
+    group: Optional[ProcessGroup] = None,
 ) -> Artifact:
     """Reuse `artifact` if done; otherwise build it exactly once across processes.
 
     `build(dir)` writes the stage's files into `dir` and returns the manifest's `stats`. A second process that
     wants the same artifact blocks on the lock and then reuses what the first one wrote. The directory is not
     wiped before building: stages may keep resumable state there (training checkpoints).
+
+    With a `group` of several ranks (a collective stage, e.g. multi-GPU training), every rank runs `build`
+    together: see `_ensure_collective`.
     """
+    if group is not None and group.world_size > 1:
+        return _ensure_collective(artifact, config, build, inputs, log, group)
     if artifact.done:
         log(f"[{artifact.stage}] reusing {artifact.path}")
         return artifact
@@ -100,15 +119,53 @@ def ensure(
         artifact.path.mkdir(parents=True, exist_ok=True)
         started = time.time()
         stats = build(artifact.path)
-        write_json_atomic(
-            artifact.manifest_path,
-            {
-                "stage": artifact.stage,
-                "fingerprint": artifact.fingerprint,
-                "config": redact(config),
-                "inputs": {k: {"fingerprint": a.fingerprint, "path": str(a.path)} for k, a in (inputs or {}).items()},
-                "timings": {"started": started, "finished": time.time(), "seconds": round(time.time() - started, 3)},
-                "stats": stats,
-            },
-        )
+        _write_manifest(artifact, config, inputs, started, stats)
+    return artifact
+
+
+def _write_manifest(artifact: Artifact, config: Any, inputs: Optional[Mapping[str, Artifact]], started: float,
+                    stats: Dict[str, Any]) -> None:
+    write_json_atomic(
+        artifact.manifest_path,
+        {
+            "stage": artifact.stage,
+            "fingerprint": artifact.fingerprint,
+            "config": redact(config),
+            "inputs": {k: {"fingerprint": a.fingerprint, "path": str(a.path)} for k, a in (inputs or {}).items()},
+            "timings": {"started": started, "finished": time.time(), "seconds": round(time.time() - started, 3)},
+            "stats": stats,
+        },
+    )
+
+
+def _ensure_collective(artifact: Artifact, config: Any, build: Callable[[Path], Dict[str, Any]],
+                       inputs: Optional[Mapping[str, Artifact]], log: Callable[[str], None],
+                       group: ProcessGroup) -> Artifact:
+    """Build with every rank of `group`; only rank 0 takes the lock and writes the manifest.
+
+    Rank 0 alone decides whether to build (it may first wait for another job that holds the lock) and broadcasts
+    the decision, so the ranks never disagree: were each rank to check `done` itself, a rank could skip while the
+    others wait for it inside the training collectives. Other ranks return only after the manifest is written.
+    """
+    lock = FileLock(str(artifact.path) + ".lock")
+    held = False
+    if group.rank == 0 and not artifact.done:
+        artifact.path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+        held = not artifact.done  # built by another job while we waited: reuse it
+        if not held:
+            lock.release()
+    try:
+        if not group.broadcast(held):
+            log(f"[{artifact.stage}] reusing {artifact.path}")
+            return artifact
+        artifact.path.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        stats = build(artifact.path)
+        if group.rank == 0:
+            _write_manifest(artifact, config, inputs, started, stats)
+    finally:
+        if held:
+            lock.release()
+    group.barrier()
     return artifact

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ifforge.artifacts import Artifact, artifact_for, ensure, write_json_atomic
+from ifforge.artifacts import Artifact, ProcessGroup, artifact_for, ensure, write_json_atomic
 from ifforge.errors import UserError
 from ifforge.registry import Registry, discover
 
@@ -34,9 +35,16 @@ class Stage:
     """A pure function of (its config slice, its upstream artifacts) that writes one artifact directory."""
 
     name = "stage"
+    # A collective stage's `build` runs on every rank of a multi-process launch (e.g. training under torchrun),
+    # together; `process_group` says which ranks. Only rank 0 takes the artifact lock and writes the manifest.
+    collective = False
 
     def upstream(self, cfg: DictConfig) -> List[str]:
         return []
+
+    def process_group(self, cfg: DictConfig) -> Optional[ProcessGroup]:
+        """The ranks that build this stage together (collective stages only); None when running alone."""
+        return None
 
     def config(self, cfg: DictConfig) -> Dict[str, Any]:
         """Exactly the config this stage's output depends on: it is hashed into the fingerprint."""
@@ -86,7 +94,9 @@ class Runner:
             inputs[up] = art
         art = self.artifact(name)
         config = stage.config(self.cfg)
-        return ensure(art, config, lambda out: stage.build(self.cfg, out, inputs), inputs=inputs, log=log.info)
+        group = stage.process_group(self.cfg) if stage.collective else None
+        return ensure(art, config, lambda out: stage.build(self.cfg, out, inputs), inputs=inputs, log=log.info,
+                      group=group)
 
 
 def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
@@ -104,9 +114,16 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
         art = runner.run(s)
         outputs[s] = str(art.path)
         log.info("[%s] done: %s", s, art.path)
-        if run_dir is not None:  # written after each stage, so a later failure keeps what finished
+        # Written after each stage, so a later failure keeps what finished; by rank 0 only when several ranks
+        # share the run directory (torchrun, Slurm tasks).
+        if run_dir is not None and _launch_rank() == 0:
             write_json_atomic(Path(run_dir) / "outputs.json", outputs)
     return outputs
+
+
+def _launch_rank() -> int:
+    """This process's rank in a multi-process launch (torchrun/accelerate set RANK, Slurm SLURM_PROCID)."""
+    return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
 
 def read_outputs(run_dir: Path) -> Dict[str, str]:
