@@ -11,6 +11,7 @@ from ifforge.jsonl import write_jsonl
 def save_splits(splits: Dict[str, List[Dict[str, Any]]], out: Path) -> Dict[str, int]:
     import datasets
 
+    datasets.disable_progress_bars()  # a save of a few MB needs no bar; ours show the long work
     dd = datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in splits.items() if rows})
     dd.save_to_disk(str(out / "data"))
     for name, rows in splits.items():
