@@ -8,6 +8,8 @@ prompt's instructions followed; instruction-level: over all instructions.
 
 from __future__ import annotations
 
+import random
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
@@ -43,16 +45,34 @@ def _checker(registry: Any, instruction_id: str, kwargs: Dict[str, Any], prompt:
     return checker
 
 
+def row_seed(row: Dict[str, Any]) -> int:
+    return zlib.crc32(row["prompt"].encode("utf-8"))
+
+
 def check_response(registry: Any, row: Dict[str, Any], response: str) -> List[Dict[str, Any]]:
-    """Strict and loose verdicts for each instruction of one IFEval row."""
-    variants = loose_variants(response)
-    verdicts = []
-    for instruction_id, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
-        checker = _checker(registry, instruction_id, kwargs, row["prompt"])
-        strict = bool(response.strip()) and bool(checker.check_following(response))
-        loose = strict or any(v.strip() and checker.check_following(v) for v in variants[1:])
-        verdicts.append({"instruction_id": instruction_id, "strict": strict, "loose": bool(loose)})
-    return verdicts
+    """Strict and loose verdicts for each instruction of one IFEval row.
+
+    Some checkers draw random values when a kwarg is unusable (e.g. letter_frequency with letter "#" counts a random
+    letter), so the reference's scores vary from run to run. Here Python's `random` is seeded from the prompt for
+    the row, and checkers are built and checked in the reference's order (strict pass, then a fresh loose pass):
+    the same seed gives the reference's verdicts, and every run gives the same ones."""
+    state = random.getstate()
+    random.seed(row_seed(row))
+    try:
+        pairs = list(zip(row["instruction_id_list"], row["kwargs"]))
+        strict = []
+        for instruction_id, kwargs in pairs:
+            checker = _checker(registry, instruction_id, kwargs, row["prompt"])
+            strict.append(bool(response.strip()) and bool(checker.check_following(response)))
+        variants = loose_variants(response)
+        loose = []
+        for instruction_id, kwargs in pairs:
+            checker = _checker(registry, instruction_id, kwargs, row["prompt"])
+            loose.append(any(v.strip() and checker.check_following(v) for v in variants))
+    finally:
+        random.setstate(state)
+    return [{"instruction_id": i, "strict": s, "loose": bool(lo)}
+            for (i, _), s, lo in zip(pairs, strict, loose)]
 
 
 def aggregate(verdicts: List[List[Dict[str, Any]]]) -> Dict[str, Any]:

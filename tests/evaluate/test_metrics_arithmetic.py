@@ -1,0 +1,65 @@
+"""The suites' arithmetic on fixed verdicts: FollowBench HSR/SSR, InFoBench DRFR, DeMoRecon-Det accuracies."""
+
+import pytest
+
+from ifforge.evaluate.suites.demorecon import detection_metrics
+from ifforge.evaluate.suites.followbench import rates
+from ifforge.evaluate.suites.followbench_rules import example_template_match, rule_verdict
+from ifforge.evaluate.suites.infobench import as_list, drfr
+
+
+def row(cat, level, constraints):
+    if constraints is None:
+        return {"category": cat, "level": level, "hard": None, "soft": None}
+    return {"category": cat, "level": level, "hard": all(constraints), "soft": sum(constraints) / len(constraints)}
+
+
+def test_followbench_hsr_ssr():
+    rows = [
+        row("content", 1, [True]), row("content", 1, [False]),                 # L1: HSR 50, SSR 50
+        row("content", 2, [True, False]), row("content", 2, [True, True]),     # L2: HSR 50, SSR 75
+        row("content", 3, None),                                              # unparseable: left out
+        row("style", 1, [True]),                                              # L1: HSR 100
+        row("style", 2, [False, False]),                                      # L2: HSR 0, SSR 0
+    ]
+    m = rates(rows)
+    assert m["per_category"]["content"]["1"] == {"n": 2, "hsr": 50.0, "ssr": 50.0}
+    assert m["per_category"]["content"]["2"] == {"n": 2, "hsr": 50.0, "ssr": 75.0}
+    assert m["per_category"]["content"]["3"] == {"n": 0, "hsr": None, "ssr": None}
+    # Per level: the mean over categories, each category weighing the same.
+    assert m["per_level"]["1"] == {"hsr": 75.0, "ssr": 75.0}
+    assert m["per_level"]["2"] == {"hsr": 25.0, "ssr": 37.5}
+    assert m["per_level"]["3"] == {"hsr": None, "ssr": None}
+    assert m["hsr_avg"] == 50.0 and m["ssr_avg"] == 56.25  # mean over the levels that have items
+    assert m["unparseable"] == 1 and m["n_scored"] == 6
+
+
+def test_infobench_drfr():
+    verdicts = [("Easy_set", True), ("Easy_set", True), ("Easy_set", False), ("Easy_set", None),
+                ("Hard_set", True), ("Hard_set", False), ("Hard_set", False), ("Hard_set", False)]
+    m = drfr(verdicts)
+    assert m["drfr_easy"] == pytest.approx(66.67)
+    assert m["drfr_hard"] == 25.0
+    assert m["drfr_overall"] == pytest.approx(42.86)  # 3 of 7 judged, not the mean of the two sets
+    assert (m["n_questions"], m["n_judged"], m["unparseable"]) == (8, 7, 1)
+    assert as_list("['Is it a title?', 'Is it short?']") == ["Is it a title?", "Is it short?"]
+
+
+def test_detection_accuracy_and_balanced_accuracy():
+    pairs = [(True, True)] * 6 + [(True, False)] * 2 + [(False, False)] * 1 + [(False, True)] * 1
+    m = detection_metrics(pairs, n_items=11)
+    assert m["accuracy"] == 70.0
+    assert m["balanced_accuracy"] == 62.5  # (75 + 50) / 2: the skew toward Yes labels does not flatter it
+    assert m["unparseable"] == 1
+    assert m["confusion"] == {"yes_yes": 6, "yes_no": 2, "no_yes": 1, "no_no": 1}
+
+
+def test_followbench_rules():
+    shape = "{instruction}\n{{'AI assistant': '{answer}'}}"
+    assert example_template_match("{'AI assistant': 'Legal Anywhere.com'}\n", shape)
+    assert not example_template_match("The subject is: Legal Anywhere.com", shape)
+    assert rule_verdict("situation", {"source": "BBH_logical", "target": "(A)"}, "Maybe (B)... no: (A)")
+    assert not rule_verdict("situation", {"source": "gsm_8k", "target": "$28"}, "She earned $30.")
+    assert rule_verdict("content", {"source": "CONLL2003", "target": "['Britain', 'Bonn']"}, "Bonn")
+    assert rule_verdict("content", {"source": "E2E", "target": "name[X], food[Y]"}, " name[X], food[Y]\n")
+    assert rule_verdict("style", {"source": "oasst", "target": ""}, "anything") is None  # goes to the judge
