@@ -83,16 +83,37 @@ GENERATOR_RUNTIME_FIELDS = frozenset(
 
 @dataclass
 class ModelConfig:
+    """The base model the train stage fine-tunes (conf/model/*.yaml; see src/ifforge/train/README.md)."""
+
     name: str = MISSING
     path: Optional[str] = None  # hub name or local directory; `smollm2-135m-instruct`/`tiny` are built locally
-    extra: Dict[str, Any] = field(default_factory=dict)
+    dtype: str = "auto"  # weights: auto (float32 on CPU, bfloat16 on GPUs that have it) | float32 | bfloat16 | float16
+    attn_implementation: Optional[str] = None  # eager | sdpa | flash_attention_2 ...; null: transformers' choice
+    gradient_checkpointing: Optional[bool] = None  # null: on for GPUs, off on CPU (activation_checkpointing in v5)
+    max_length: Optional[int] = 2048  # tokens per training sequence (longer ones are truncated)
+    chat_template: Optional[str] = None  # a training template shipped in ifforge/train/templates, or a .jinja path
+    trust_remote_code: bool = False
+    peft: str = "none"  # none | lora | qlora (4-bit base weights, needs CUDA and bitsandbytes)
+    # peft.LoraConfig fields, passed through (task_type is always CAUSAL_LM)
+    lora: Dict[str, Any] = field(default_factory=lambda: {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+                                                          "target_modules": "all-linear"})
+    # Per-objective trainer defaults, the papers' rows: `hparams.<objective name>` sits under `objective.trainer`.
+    hparams: Dict[str, Any] = field(default_factory=dict)
+    extra: Dict[str, Any] = field(default_factory=dict)  # more from_pretrained kwargs
 
 
 @dataclass
 class ObjectiveConfig:
+    """What the train stage optimises (conf/objective/*.yaml): sft | dpo | dpo_sft."""
+
     name: str = MISSING
-    split: str = "sft"
-    trainer: Dict[str, Any] = field(default_factory=dict)
+    split: str = "sft"  # the build split to train on: sft, plain, curriculum (SFT); dpo (DPO objectives)
+    group_batches: bool = False  # SFT: every batch holds whole groups (a seed and all of its variants)
+    beta: Optional[float] = None  # DPO temperature; null: the model file's paper value, else TRL's default
+    sft_weight: float = 1.0  # dpo_sft: alpha in DPOConfig(loss_type=["sigmoid", "sft"], loss_weights=[1, alpha])
+    deepspeed: Optional[str] = None  # zero2 | zero3 (launchers/deepspeed/<name>.json) or a DeepSpeed JSON path
+    keep_checkpoints: bool = False  # keep the intermediate Trainer checkpoints once the final model is saved
+    trainer: Dict[str, Any] = field(default_factory=dict)  # any SFTConfig / DPOConfig field, passed through
 
 
 @dataclass
