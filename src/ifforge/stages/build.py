@@ -60,6 +60,8 @@ class BuildStage(Stage):
 
         aug, steps = self._steps(cfg)
         check_wiring(steps, {"seed_id", "instruction"}, aug.assembly_reads)
+        for part in (aug, _parts(cfg)[1]):  # option-specific checks: data files, a nested student model's backend
+            getattr(part, "preflight", lambda: None)()
         check_seeds_source(cfg.seeds)
         _discover("ifforge.llm.backends")
         roles = ["generator"] + (["judge"] if "judge" in self.config(cfg) else [])

@@ -25,6 +25,10 @@ class Augmentation:
     def uses_judge(self) -> bool:
         return False
 
+    def preflight(self) -> None:
+        """Cheap checks before any request is sent (the data files a strategy reads, its option ranges); raise
+        UserError on what the user must fix."""
+
     def steps(self) -> Sequence[Step]:
         raise NotImplementedError
 
