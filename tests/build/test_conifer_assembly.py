@@ -150,6 +150,7 @@ def test_statistics_follow_table1_and_figure4():
     assert count_words("Don't stop, please!") == 5  # NLTK-style: words and punctuation marks
     card = card_section(s)
     assert "| &nbsp;&nbsp;difficulty 2 | | 3 |" in card and "Mixed in from x.json: 1 of 5" in card
+    assert "No Conifer conversations in this split" in card_section(conifer_statistics([], None))
 
 
 def aug(**overrides):
@@ -181,3 +182,23 @@ def test_switches_choose_the_steps():
     feedback(feedback="internal").preflight()  # no student needed
     with pytest.raises(UserError, match="recombine.new_items must be a range"):
         aug(recombine={"new_items": [3, 2]}).preflight()
+
+
+class Ctx:
+    def __init__(self):
+        self.rejected = []
+
+    def reject(self, step, item, reason, raw=None):
+        self.rejected.append((step, reason))
+
+
+def test_assembly_mixes_general_conversations_and_mix_only_is_the_baseline(tmp_path):
+    mix = {"datasets": [{"name": "sharegpt", "path": str(sharegpt(tmp_path)), "weight": 0.5}]}
+    ctx = Ctx()
+    full = aug(mix=mix).assemble(rows(), ctx)["sft"]
+    assert [r["part"] for r in full] == ["curriculum"] * 3 + ["internal_feedback", "external_feedback"] + ["general"] * 2
+    assert ("mix", "does not start with a user turn") in ctx.rejected  # 0.5 x 5 Conifer conversations -> 2
+    baseline = aug(mix={**mix, "only": True}).assemble(rows(), Ctx())["sft"]
+    assert baseline == full[-2:]  # Table 4 "w/o Conifer": the same general conversations, nothing else
+    with pytest.raises(UserError, match="mix.only=true needs augmentation.mix.datasets"):
+        aug(mix={"only": True}).preflight()

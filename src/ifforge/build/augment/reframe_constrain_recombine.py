@@ -9,6 +9,7 @@ Table 4 rows, one override each (from the full Conifer configuration):
   w/o process feedback    response.feedback=none
   w/ internal / external  response.feedback=internal | external
   w/o format&number       augmentation.format_numeric.enabled=false
+  w/o Conifer             augmentation.mix.only=true (the mixed-in general conversations alone)
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class CurriculumConfig:
 class MixConfig:
     datasets: List[MixDatasetConfig] = field(default_factory=list)
     seed: int = 0
+    # The split holds the general conversations alone (Table 4's "w/o Conifer" baseline). The Conifer steps still
+    # run so that `weight` keeps its meaning; after a full Conifer build every one of their requests is cached.
+    only: bool = False
 
 
 @dataclass
@@ -143,11 +147,14 @@ class ReframeConstrainRecombine(Augmentation):
         from ifforge.build.conifer.curriculum import Curriculum
         from ifforge.build.conifer.mix import check_mix
         from ifforge.build.conifer.resources import check_resources
+        from ifforge.errors import UserError
 
         opts = self.options()
         Curriculum.from_config(self.cfg.curriculum)
         check_resources(opts.examples, opts.format_list, bool(self.cfg.format_numeric.enabled))
         check_mix(list(self.cfg.mix.datasets))
+        if self.cfg.mix.only and not self.cfg.mix.datasets:
+            raise UserError("augmentation.mix.only=true needs augmentation.mix.datasets")
 
     def steps(self) -> Sequence[Step]:
         from ifforge.build.conifer.steps import conifer_steps
@@ -165,7 +172,7 @@ class ReframeConstrainRecombine(Augmentation):
         general, self._mix_sources = mixed_conversations(list(self.cfg.mix.datasets), len(conifer),
                                                          int(self.cfg.mix.seed),
                                                          lambda item, why: ctx.reject("mix", item, why))
-        return {"sft": conifer + general}
+        return {"sft": general if self.cfg.mix.only else conifer + general}
 
     def statistics(self, splits: Dict[str, List[Row]], ctx: BuildContext) -> Dict[str, Any]:
         from ifforge.build.stats.conifer import card_section, conifer_statistics

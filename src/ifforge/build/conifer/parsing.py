@@ -22,6 +22,15 @@ class Invalid(ValueError):
     """A reply that does not have the expected content; the message is the reject reason."""
 
 
+def reject_reason(error: Exception, result: Any) -> str:
+    """The reject reason for a reply that failed to parse; says so when the reply was cut off at max_tokens,
+    since that, not the model, is then usually what to fix."""
+    samples = getattr(result, "samples", None) or []
+    if samples and samples[0].finish_reason == "length":
+        return f"{error} (the reply was cut off at max_tokens: raise generator.max_tokens or the step's params)"
+    return str(error)
+
+
 def _kind(want: Tuple[type, ...]) -> str:
     return " or ".join({dict: "object", list: "list"}[t] for t in want)
 

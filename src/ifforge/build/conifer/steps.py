@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ifforge.build.conifer import resources
 from ifforge.build.conifer.parsing import (Growth, Invalid, parse_constraint_set, parse_format_numeric,
-                                           parse_levels, parse_reframes)
+                                           parse_levels, parse_reframes, reject_reason)
 from ifforge.build.conifer.sampling import pick, rng_for
 from ifforge.build.context import BuildContext, Row, Step, user_message
 from ifforge.llm import ChatRequest
@@ -51,8 +51,11 @@ class ConiferStep(Step):
     def prompt(self, **variables: Any) -> str:
         return render(self.template, self.opts.prompts.get(self.name), **variables)
 
+    max_tokens: Optional[int] = None  # a step's own cap, below `params` (which the user sets)
+
     def ask(self, ctx: BuildContext, rows: Sequence[Row], prompts: Sequence[str]):
-        requests = [ChatRequest(user_message(p), params=dict(self.opts.params)) for p in prompts]
+        params = ({"max_tokens": self.max_tokens} if self.max_tokens else {}) | dict(self.opts.params)
+        requests = [ChatRequest(user_message(p), params=params) for p in prompts]
         return ctx.ask(self.name, rows, requests)
 
 
@@ -71,7 +74,7 @@ class ReframeQueries(ConiferStep):
             try:
                 forms = parse_reframes(res.text, row["instruction"], self.opts.min_forms, self.opts.max_forms)
             except Invalid as e:
-                ctx.reject(self.name, row, str(e), raw=res.text)
+                ctx.reject(self.name, row, reject_reason(e, res), raw=res.text)
                 continue
             for k, form in enumerate(forms, 1):
                 out.append({"seed_id": row["seed_id"], "seed_instruction": row["instruction"],
@@ -84,6 +87,7 @@ class YesNoFilter(ConiferStep):
 
     subject = ""  # the row field the prompt shows
     no_reason = ""
+    max_tokens = 96  # a verdict and one sentence of reason
 
     def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
         prompts = [self.prompt(**{self.subject: r[self.subject]}) for r in rows]
@@ -128,7 +132,7 @@ class GenerateConstraints(ConiferStep):
             try:
                 out.append({**row, "constraint_set": parse_constraint_set(res.text)})
             except Invalid as e:
-                ctx.reject(self.name, row, str(e), raw=res.text)
+                ctx.reject(self.name, row, reject_reason(e, res), raw=res.text)
         return out
 
 
@@ -160,7 +164,7 @@ class Recombine(ConiferStep):
             try:
                 levels, problems = parse_levels(res.text, row["constraint_set"], n, g)
             except Invalid as e:
-                ctx.reject(self.name, row, str(e), raw=res.text)
+                ctx.reject(self.name, row, reject_reason(e, res), raw=res.text)
                 continue
             for level, reason in problems:
                 ctx.reject(self.name, {**row, "level": level}, reason, raw=res.text)
@@ -199,8 +203,8 @@ class AddFormatNumeric(ConiferStep):
             try:
                 instruction, added = parse_format_numeric(res.text, rows[i]["instruction"])
             except Invalid as e:
-                ctx.reject(self.name, rows[i], f"format/numeric augmentation dropped, instruction kept as is: {e}",
-                           raw=res.text)
+                why = f"format/numeric augmentation dropped, instruction kept as is: {reject_reason(e, res)}"
+                ctx.reject(self.name, rows[i], why, raw=res.text)
                 continue
             out[i] = {**rows[i], "instruction": instruction, "base_instruction": rows[i]["instruction"],
                       "format_constraints": added}

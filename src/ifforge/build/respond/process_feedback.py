@@ -141,7 +141,7 @@ class JudgeStudent(Step):
         self.cfg = cfg
 
     def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        from ifforge.build.conifer.parsing import Invalid, flatten, parse_violations
+        from ifforge.build.conifer.parsing import Invalid, flatten, parse_violations, reject_reason
 
         todo = [i for i, r in enumerate(rows) if r.get("student_response")]
         requests = [ChatRequest(user_message(render(
@@ -156,7 +156,7 @@ class JudgeStudent(Step):
             try:
                 violations = parse_violations(res.text)
             except Invalid as e:
-                ctx.reject(self.name, row, f"judge verdict unusable: {e}", raw=res.text)
+                ctx.reject(self.name, row, f"judge verdict unusable: {reject_reason(e, res)}", raw=res.text)
                 continue
             if violations:
                 critique = render("conifer/revise_request.j2", self.cfg.prompts.revise_request, violations=violations)

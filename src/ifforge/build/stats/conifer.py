@@ -120,11 +120,14 @@ def card_section(stats: Dict[str, Any]) -> str:
     ext = stats["external_feedback"]
     iw, rw = stats["instruction_words"], stats["response_words"]
     spread = ", ".join(f"{n} with {t}" for t, n in stats["turns_histogram"].items())
-    lines += ["", f"{stats['conversations']} Conifer conversations, {stats['avg_turns']} turns on average "
-                  f"({spread} turns). External feedback: {ext['with_critique']} with a critique "
-                  f"and revision, {ext['without_critique']} where the student broke no constraint.",
-              f"Instruction length: mean {iw['mean']}, median {iw['median']} words; response length: mean "
-              f"{rw['mean']}, median {rw['median']} words."]
+    if stats["conversations"]:
+        lines += ["", f"{stats['conversations']} Conifer conversations, {stats['avg_turns']} turns on average "
+                      f"({spread} turns). External feedback: {ext['with_critique']} with a critique and revision, "
+                      f"{ext['without_critique']} where the student broke no constraint.",
+                  f"Instruction length: mean {iw['mean']}, median {iw['median']} words; response length: mean "
+                  f"{rw['mean']}, median {rw['median']} words."]
+    else:
+        lines += ["", "No Conifer conversations in this split (see `rejects.jsonl`, or `mix.only`)."]
     for src in stats["mix_sources"]:
         lines.append(f"Mixed in from {src['source']}: {src['used']} of {src['available']} conversations "
                      f"(requested {src['requested'] if src['requested'] is not None else 'all'}).")
