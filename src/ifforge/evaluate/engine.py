@@ -42,12 +42,13 @@ def run_suite(suite: Suite, out: Path, about: Dict[str, Any]) -> Dict[str, Any]:
     rows, metrics = suite.score(items, responses)
     metrics["generation_failures"] = failures
     metrics["responses_file"] = str(suite.cfg.responses) if suite.cfg.responses else None
-    metrics["candidate"] = about["candidate"]
+    metrics["candidate"] = None if suite.cfg.responses else about["candidate"]
     if suite.uses_judge:
         metrics["judge"] = about["judge"]
     write_jsonl(out / "results.jsonl", rows)
     write_json_atomic(out / "metrics.json", metrics)
-    (out / "table.md").write_text(suite.table(metrics, about["label"]), encoding="utf-8")
+    label = f"responses: {Path(str(suite.cfg.responses)).name}" if suite.cfg.responses else about["label"]
+    (out / "table.md").write_text(suite.table(metrics, label), encoding="utf-8")
     headline = {k: v for k, v in metrics.items() if k not in HEADLINE_SKIP and not isinstance(v, (dict, list))}
     log.info("[eval/%s] %s", suite.name, headline)
     return headline

@@ -1,0 +1,127 @@
+"""The eval stage end to end: the tiny model under test, a scripted judge on the local OpenAI-compatible server,
+a few prompts per suite; reruns reuse cached generations and judge calls, and one suite's limit redoes only it."""
+
+import json
+import re
+import shutil
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import ifforge.__main__ as entry
+from ifforge.pipeline import run
+from tests.helpers.cli import run_cli
+from tests.helpers.data import REPO
+
+DATA = REPO.parent / "shared" / "data"
+pytestmark = pytest.mark.skipif(not (DATA / "ifeval").is_dir(), reason="shared benchmark copies not present")
+
+
+def demorecon_files(tmp_path):
+    ev = tmp_path / "dm_eval.jsonl"
+    ev.write_text("".join(json.dumps({"id": f"e{i}", "instruction": f"Write {i + 2} words about tea. Be formal."})
+                          + "\n" for i in range(2)))
+    det = tmp_path / "dm_det.jsonl"
+    det.write_text("".join(json.dumps({"instruction": "Reply in French.", "response": r, "label": lab}) + "\n"
+                           for r, lab in (("Bonjour.", "Yes"), ("Hello.", "No"), ("Salut !", "Yes"))))
+    return ev, det
+
+
+def script_judge(srv):
+    srv.on("attempts to address all the instructions", "Yes.", model="judge-model")
+    srv.on("Requirement to check", lambda b: "Perhaps." if "post tile" in b["messages"][-1]["content"]
+           else "No, it does not.", model="judge-model")
+
+    def followbench(body):
+        n = int(re.search(r"list of exactly (\d+) verdict", body["messages"][-1]["content"]).group(1))
+        return "Checked each.\n[" + ", ".join(['"YES"'] * (n - 1) + ['"NO"']) + "]"
+
+    srv.on("in step order", followbench, model="judge-model")
+    srv.on("Rate the quality", "Fine. [[6]]", model="judge-model")
+
+
+def overrides(tmp_path, srv, tiny, ev, det):
+    return [
+        "stages=[eval]", f"paths.artifacts={tmp_path / 'art'}",
+        "candidate.name=hf_local", f"candidate.model={tiny}", "candidate.max_tokens=8", "candidate.device=cpu",
+        "judge=openai", f"judge.base_url={srv.url}", "judge.model=judge-model", "judge.max_retries=1",
+        "eval=all",
+        f"eval.ifeval.path={DATA / 'ifeval' / 'input_data.jsonl'}", "eval.ifeval.limit=3",
+        f"eval.followbench.path={DATA / 'followbench'}", "eval.followbench.limit=2",
+        f"eval.infobench.path={DATA / 'infobench' / 'infobench_500.jsonl'}", "eval.infobench.limit=2",
+        f"eval.demorecon_eval.path={ev}", f"eval.demorecon_det.path={det}",
+        f"eval.mt_bench.path={DATA / 'mtbench' / 'question.jsonl'}", "eval.mt_bench.limit=2",
+    ]
+
+
+def run_eval(args):
+    with initialize_config_dir(entry.CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=args)
+    return run(cfg)["eval"]
+
+
+def test_all_suites_then_cached_rerun(tmp_path, openai_server, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    srv = openai_server
+    script_judge(srv)
+    args = overrides(tmp_path, srv, tiny_model_dir, *demorecon_files(tmp_path))
+    out = run_eval(args)
+
+    metrics = json.loads(open(f"{out}/metrics.json").read())
+    assert sorted(metrics) == ["demorecon_det", "demorecon_eval", "followbench", "ifeval", "infobench", "mt_bench"]
+    ife = metrics["ifeval"]
+    assert {"prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
+            "inst_level_loose_acc"} <= set(ife) and ife["n_prompts"] == 3
+    assert metrics["demorecon_eval"]["accuracy"] == 100.0
+    ib = metrics["infobench"]
+    assert ib["drfr_overall"] == 0.0 and ib["unparseable"] == 1 and ib["n_judged"] == ib["n_questions"] - 1
+    assert ib["judge"] == {"backend": "openai", "model": "judge-model"}
+    fb = metrics["followbench"]
+    assert fb["n_rule"] > 0 and fb["n_judge"] > 0 and fb["n_items"] == 12
+    judged_l1 = fb["per_category"]["content"]["1"]
+    assert judged_l1 == {"n": 1, "hsr": 0.0, "ssr": 0.0}  # one constraint, judged NO
+    assert fb["per_category"]["content"]["2"] == {"n": 1, "hsr": 0.0, "ssr": 50.0}
+    assert metrics["mt_bench"]["score"] == 6.0 and metrics["mt_bench"]["n_graded"] == 4
+    det = metrics["demorecon_det"]
+    assert det["n_items"] == 3 and det["n_scored"] + det["unparseable"] == 3  # the tiny model's answers are noise
+
+    suites = json.loads(open(f"{out}/suites.json").read())
+    rows = [json.loads(x) for x in open(f"{suites['infobench']}/results.jsonl")]
+    assert rows[0]["response"] is not None and rows[0]["checks"][0]["judge_output"]
+    fb_rows = [json.loads(x) for x in open(f"{suites['followbench']}/results.jsonl")]
+    assert {r["method"] for r in fb_rows} == {"rule", "judge"}
+    tables = open(f"{out}/tables.md").read()
+    for title in ("IFEval", "FollowBench (HSR", "InFoBench DRFR", "DeMoRecon-Eval", "DeMoRecon-Det", "MT-Bench"):
+        assert title in tables
+    assert "Judge: judge-model (openai)" in tables
+
+    # Rerun from scratch (artifacts gone, response cache kept): no generation and no judge call is sent again.
+    sent = len(srv.requests)
+    shutil.rmtree(tmp_path / "art" / "eval")
+    out2 = run_eval(args)
+    assert len(srv.requests) == sent
+    stats = json.loads(open(f"{out2}/manifest.json").read())["stats"]
+    assert stats["candidate"]["calls"] == 0 and stats["candidate"]["cache_hits"] > 0
+    assert stats["judge"]["calls"] == 0
+    assert json.loads(open(f"{out2}/metrics.json").read())["ifeval"] == ife
+
+    # A new limit for one suite redoes that suite only; the others are reused as they are.
+    out3 = run_eval(args + ["eval.ifeval.limit=2"])
+    suites3 = json.loads(open(f"{out3}/suites.json").read())
+    assert suites3["ifeval"] != suites["ifeval"]
+    assert {k: v for k, v in suites3.items() if k != "ifeval"} == {k: v for k, v in suites.items() if k != "ifeval"}
+
+
+def test_cli_scores_given_responses_without_a_model(tmp_path):
+    answers = tmp_path / "answers.jsonl"
+    rows = [json.loads(x) for x in (DATA / "ifeval" / "input_data.jsonl").read_text().splitlines()[:4]]
+    answers.write_text("".join(json.dumps({"prompt": r["prompt"], "response": "no commas here"}) + "\n"
+                               for r in rows))
+    proc = run_cli(["stages=[eval]", "eval=[ifeval]", f"eval.ifeval.path={DATA / 'ifeval' / 'input_data.jsonl'}",
+                    "eval.ifeval.limit=4", f"eval.ifeval.responses={answers}"], tmp_path, check=True)
+    out = proc.stdout.strip().split("eval: ")[-1]
+    metrics = json.loads(open(f"{out}/metrics.json").read())["ifeval"]
+    assert metrics["n_prompts"] == 4 and metrics["responses_file"] == str(answers)
+    stats = json.loads(open(f"{out}/manifest.json").read())["stats"]
+    assert "candidate" not in stats and "judge" not in stats  # nothing generated, no model loaded
+    assert "responses: answers.jsonl" in open(f"{out}/tables.md").read()
