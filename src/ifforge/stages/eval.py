@@ -24,7 +24,8 @@ from ifforge.stages.build import generator_slice
 log = logging.getLogger("ifforge")
 
 
-def _suites(cfg: DictConfig) -> Dict[str, Any]:
+def selected_suites(cfg: DictConfig) -> Dict[str, Any]:
+    """{option name: suite class} for the suites in `cfg.eval`."""
     from ifforge.evaluate import SUITES
     from ifforge.registry import discover
 
@@ -50,7 +51,7 @@ class EvalStage(Stage):
     def upstream(self, cfg: DictConfig) -> List[str]:
         from ifforge.evaluate.candidate import uses_train
 
-        suites = _suites(cfg)
+        suites = selected_suites(cfg)
         ups = []
         if uses_train(cfg) and any(_generates(cfg.eval[n]) for n in suites):
             ups.append("train")
@@ -72,14 +73,14 @@ class EvalStage(Stage):
         return slice_
 
     def config(self, cfg: DictConfig) -> Dict[str, Any]:
-        return {"suites": {n: self.suite_config(cfg, n, cls) for n, cls in sorted(_suites(cfg).items())}}
+        return {"suites": {n: self.suite_config(cfg, n, cls) for n, cls in sorted(selected_suites(cfg).items())}}
 
     def preflight(self, cfg: DictConfig) -> None:
         from ifforge.evaluate.candidate import candidate_node, uses_train
         from ifforge.llm import BACKENDS, make_generator  # noqa: F401  (make_generator discovers backends)
         from ifforge.registry import discover
 
-        suites = _suites(cfg)
+        suites = selected_suites(cfg)
         for name in suites:
             node = cfg.eval[name]
             for key in ("path", "responses", "judge_template"):
@@ -114,7 +115,7 @@ class EvalStage(Stage):
         paths: Dict[str, str] = {}
         tables: List[str] = []
         try:
-            for name, cls in _suites(cfg).items():
+            for name, cls in selected_suites(cfg).items():
                 suite_inputs = {k: inputs[k] for k in ("train", "build") if k in inputs
                                 and (k != "build" or _reads_build(cls, cfg.eval[name]))
                                 and (k != "train" or _generates(cfg.eval[name]))}

@@ -1,0 +1,65 @@
+"""How the eval stage finds its model under test and its DeMoRecon data, without running anything heavy."""
+
+import json
+
+from hydra import compose, initialize_config_dir
+
+import ifforge.__main__ as entry
+from ifforge.build.save import save_splits
+from ifforge.evaluate.candidate import candidate_node, checkpoint_dir, identity, label
+from ifforge.evaluate.suite import SuiteContext
+from ifforge.evaluate.suites.demorecon import DeMoReconDet, DeMoReconEval
+from ifforge.stages.eval import EvalStage, selected_suites
+
+
+def cfg(*overrides):
+    with initialize_config_dir(entry.CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_model_under_test_resolution(tmp_path):
+    trained = cfg("stages=[build,train,eval]", "eval=[ifeval]")
+    assert EvalStage().upstream(trained) == ["train"]
+    assert identity(trained)["model"] == "<train checkpoint>"  # the train fingerprint stands for the weights
+    art = tmp_path / "train" / "abc"
+    (art / "model").mkdir(parents=True)
+    (art / "model" / "config.json").write_text("{}")
+    (art / "manifest.json").write_text(json.dumps({"stats": {"model_dir": str(art / "model")}}))
+    assert checkpoint_dir(art) == art / "model"
+    assert candidate_node(trained, art).model == str(art / "model")
+    assert "trained" in label(trained)
+
+    original = cfg("stages=[eval]", "eval=[ifeval]", "model.path=/models/base")  # the papers' "Ori." rows
+    assert EvalStage().upstream(original) == []
+    assert candidate_node(original).model == "/models/base" and identity(original)["model"] == "/models/base"
+
+    api = cfg("stages=[eval]", "eval=[ifeval]", "candidate.name=openai", "candidate.model=gpt-x",
+              "candidate.base_url=http://h/v1")
+    assert candidate_node(api).model == "gpt-x" and "base_url" not in identity(api)  # where it runs is no score input
+
+
+def test_fingerprint_slices_are_per_suite():
+    a = cfg("stages=[eval]", "eval=[ifeval,infobench]")
+    b = cfg("stages=[eval]", "eval=[ifeval,infobench]", "eval.ifeval.limit=5")
+    c = cfg("stages=[eval]", "eval=[ifeval,infobench]", "judge.model=other-judge")
+    st = EvalStage()
+    slices = {n: [st.suite_config(x, n, cls) for x in (a, b, c)] for n, cls in selected_suites(a).items()}
+    assert slices["ifeval"][0] != slices["ifeval"][1] and slices["infobench"][0] == slices["infobench"][1]
+    assert slices["ifeval"][0] == slices["ifeval"][2]  # rules only: the judge does not touch IFEval
+    assert slices["infobench"][0] != slices["infobench"][2]
+
+
+def test_demorecon_reads_the_builds_splits(tmp_path):
+    save_splits({"eval": [{"id": "v1", "instruction": "Write two words.", "response": "ok"}],
+                 "det": [{"id": "v1|v1", "instruction": "Write two words.", "response": "Two words.", "label": "Yes"},
+                         {"id": "v1|v2", "instruction": "Write two words.", "response": "One.", "label": "No"}]},
+                tmp_path)
+    built = cfg("stages=[build,eval]", "eval=[demorecon_eval,demorecon_det]")
+    assert EvalStage().upstream(built) == ["build"]
+    ctx = SuiteContext(candidate=None, judge=None, build_dir=tmp_path)
+    items = DeMoReconEval(built.eval.demorecon_eval, ctx).load()
+    assert [(i.id, i.prompt) for i in items] == [("v1", "Write two words.")]
+    det = DeMoReconDet(built.eval.demorecon_det, ctx).load()
+    assert [i.data["label"] for i in det] == [True, False]
+    assert det[0].prompt.startswith("Evaluate whether the given response adequately addresses all instructions")
+    assert "**Given Response:**\nTwo words." in det[0].prompt
