@@ -1,0 +1,112 @@
+"""`generator.name: vllm` — vLLM's offline engine in this process (GPU machines).
+
+The engine is built lazily on the first run: `vllm.LLM(model=resolve_model(cfg.model), dtype=..., **cfg.extra)`,
+so `generator.extra` carries engine arguments (tensor_parallel_size, gpu_memory_utilization, max_model_len, ...).
+Each call gets its own `SamplingParams` (LLM.chat pairs a list of them one by one with the conversations), so
+calls with different params still share the engine's continuous batching. Calls go in chunks: progress and
+cache writes happen per chunk, and an engine error fails one chunk, not the run.
+
+vLLM is not installable on CPU-only machines; `check` says so before any work starts. Against a vLLM *server*,
+use `generator=openai` with `base_url` instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from typing import Any, Dict, List, Sequence
+
+from ifforge.errors import UserError
+from ifforge.llm import BACKENDS
+from ifforge.llm.base import Backend, OnDone
+from ifforge.llm.types import Call, Completion
+from ifforge.models import check_model, resolve_model
+
+MISSING_VLLM = ("the vllm generator needs the vllm package (GPU machines): pip install vllm; "
+                "or use generator=openai against a vLLM server")
+
+# Calls per LLM.chat: big enough to keep the engine's batches full, small enough for steady progress.
+CHUNK_SIZE = 512
+
+_DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"}
+
+
+@BACKENDS.register("vllm")
+class VLLMBackend(Backend):
+    name = "vllm"
+
+    def __init__(self, cfg: Any):
+        super().__init__(cfg)
+        self._llm = None
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise UserError(MISSING_VLLM)
+        if str(self.cfg.dtype) not in _DTYPES:
+            raise UserError(f"generator.dtype must be one of {', '.join(sorted(_DTYPES))}, not {self.cfg.dtype!r}")
+        if str(self.cfg.device) == "cpu":
+            raise UserError("the vllm generator runs on GPUs; use generator=hf_local for device=cpu")
+        check_model(str(self.cfg.model))
+
+    def _load(self) -> None:
+        import vllm
+
+        engine_args: Dict[str, Any] = {"dtype": _DTYPES[str(self.cfg.dtype)]}
+        engine_args.update(dict(self.cfg.extra or {}))  # the user's engine arguments win
+        self._llm = vllm.LLM(model=resolve_model(str(self.cfg.model)), **engine_args)
+
+    def close(self) -> None:
+        with self._lock:
+            self._llm = None  # vLLM frees GPU memory when the engine is garbage-collected
+
+    def run(self, calls: Sequence[Call], on_done: OnDone) -> None:
+        if not calls:
+            return
+        with self._lock:
+            if self._llm is None:
+                self._load()
+            for start in range(0, len(calls), CHUNK_SIZE):
+                self._run_chunk(list(range(start, min(start + CHUNK_SIZE, len(calls)))), calls, on_done)
+
+    def _run_chunk(self, indices: List[int], calls: Sequence[Call], on_done: OnDone) -> None:
+        from vllm import SamplingParams
+
+        started = time.perf_counter()
+        try:
+            params = [SamplingParams(**self._sampling_kwargs(calls[i].params)) for i in indices]
+            outputs = self._llm.chat([calls[i].messages for i in indices], params, use_tqdm=False)
+        except Exception as exc:  # noqa: BLE001 - one bad chunk must not end the run
+            error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"[:500]
+            for i in indices:
+                on_done(i, Completion(error=error, latency=time.perf_counter() - started))
+            return
+        latency = time.perf_counter() - started
+        for i, out in zip(indices, outputs):
+            sample = out.outputs[0]
+            on_done(i, Completion(
+                text=sample.text,
+                # vLLM reports "stop" (EOS or a stop string) or "length"; an aborted request has no text worth keeping.
+                finish_reason=sample.finish_reason,
+                prompt_tokens=len(out.prompt_token_ids or []),
+                completion_tokens=len(sample.token_ids),
+                latency=latency,
+                error=None if sample.finish_reason != "abort" else "request aborted by the vLLM engine",
+            ))
+
+    def _sampling_kwargs(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        stop = params.get("stop") or []
+        if isinstance(stop, str):
+            stop = [stop]
+        kwargs: Dict[str, Any] = {
+            "n": 1,  # the generator fans out n samples as separate, separately cached calls
+            "temperature": float(params.get("temperature", self.cfg.temperature) or 0.0),  # 0 -> greedy
+            "top_p": float(params.get("top_p", self.cfg.top_p) or 1.0),
+            "max_tokens": int(params.get("max_tokens") or self.cfg.max_tokens),
+            "stop": [str(s) for s in stop if s] or None,  # text is cut before the stop string, as in hf_local
+        }
+        if params.get("seed") is not None:
+            kwargs["seed"] = int(params["seed"])  # per-request seed: reproducible whatever the batch
+        return kwargs
