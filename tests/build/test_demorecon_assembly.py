@@ -111,3 +111,48 @@ def test_strip_response_label():
     assert strip_response_label("**New Response:**\nHello") == "Hello"
     assert strip_response_label("New response: Hello") == "Hello"
     assert strip_response_label("Hello, new response: here") == "Hello, new response: here"
+
+
+def test_steps_use_a_users_template_and_reject_answers_cut_at_max_tokens(tmp_path):
+    from ifforge.build.demorecon.steps import Decompose, ModifyReconstruct
+
+    (tmp_path / "e2.j2").write_text("MY E.2 for: {{ prompt }}")
+    (tmp_path / "e3.j2").write_text("MY E.3 for: {{ prompt }} | {{ facts | join(';') }} | {{ instructions | join(';') }}")
+
+    def answer(prompt):
+        text = {"MY E.2 for: short": "Extract Instructions:\n1. Do A.\n2. Do B.",
+                "MY E.2 for: long": "Extract Instructions:\n1. Do A.\n2. Do",
+                "MY E.3 for: short |  | Do A.;Do B.": "Modified Instruction 1: Do C.\nRevised Prompt 1: shorter\n"
+                                                     "Modified Instruction 2: Do D.\nRevised Prompt 2: sh"}[prompt]
+        cut = prompt.endswith("long") or prompt.startswith("MY E.3")
+        return SimpleNamespace(text=text, samples=[SimpleNamespace(finish_reason="length" if cut else "stop")])
+
+    ctx = FakeCtx()
+    ctx.answer = lambda p: answer(p).text
+    ctx.ask = lambda step, rows, requests, **kw: [answer(r.messages[-1]["content"]) for r in requests]
+    rows = [{"seed_id": "a", "instruction": "short"}, {"seed_id": "b", "instruction": "long"}]
+    rows = Decompose(str(tmp_path / "e2.j2"), {}, None)(rows, ctx)
+    assert [r["sub_instructions"] for r in rows] == [["Do A.", "Do B."]]
+    assert ctx.rejected == [("decompose", "b", "the answer was cut off at max_tokens (raise generator.max_tokens "
+                                               "or augmentation.params.max_tokens)")]
+    step = ModifyReconstruct(str(tmp_path / "e3.j2"), {})
+    out = step(rows, ctx)
+    assert [(r["instruction_id"], r["instruction"]) for r in out] == [("a:0", "short"), ("a:1", "shorter")]
+    assert step.summary["variants_dropped"] == {"the answer was cut off at max_tokens inside this block": 1}
+
+
+def test_wiring_is_checked_before_any_request():
+    import pytest
+    from omegaconf import OmegaConf
+
+    from ifforge.build.augment.decompose_modify_reconstruct import DecomposeModifyReconstruct, DeMoReconConfig
+    from ifforge.build.respond.reference import Reference, ReferenceConfig
+    from ifforge.errors import UserError
+
+    aug = DecomposeModifyReconstruct(OmegaConf.structured(DeMoReconConfig))
+    steps = list(aug.steps()) + list(Reference(OmegaConf.structured(ReferenceConfig)).steps())
+    check_wiring(steps, {"seed_id", "instruction"}, aug.assembly_reads)
+    with pytest.raises(UserError, match=r"'modify_reconstruct' reads \['facts', 'sub_instructions'\]"):
+        check_wiring(steps[1:], {"seed_id", "instruction"}, aug.assembly_reads)
+    with pytest.raises(UserError, match=r"'respond_reference' reads \['response'\]"):
+        check_wiring(steps[:3] + steps[4:], {"seed_id", "instruction"}, aug.assembly_reads)

@@ -148,3 +148,13 @@ def test_no_blocks_at_all_is_a_parse_error():
 ])
 def test_invalid_answers(text, expected):
     assert is_invalid(text) is expected
+
+
+def test_an_answer_cut_at_max_tokens_loses_its_last_block():
+    answer = ("**Modified Instructions 1:**\nA song.\n\n**Revised Prompt 1:**\n" + _v(1, "song") +
+              "\n\n**Modified Instructions 2:**\nA dog.\n\n**Revised Prompt 2:**\nI have a cat. Write a")
+    kept, dropped = validate_variants(parse_variant_blocks(answer)[0], ORIGINAL, SUBS, cut_off=True)
+    assert [v.index for v in kept] == [1]
+    assert [(d.index, d.reason) for d in dropped] == [
+        (2, "the answer was cut off at max_tokens inside this block"),
+        (3, "no block for sub-instruction 3 (the answer was cut off at max_tokens)")]

@@ -291,14 +291,18 @@ def is_invalid(text: Optional[str]) -> bool:
     return bool(re.fullmatch(r"invalid\W*", bare, re.I) or re.match(r"INVALID\b", bare))
 
 
-def validate_variants(blocks: Sequence[Block], original: str,
-                      sub_instructions: Sequence[str]) -> Tuple[List[Variant], List[Dropped]]:
+CUT_OFF = "the answer was cut off at max_tokens"
+
+
+def validate_variants(blocks: Sequence[Block], original: str, sub_instructions: Sequence[str],
+                      cut_off: bool = False) -> Tuple[List[Variant], List[Dropped]]:
     """Usable variants, one per sub-instruction at most, and the reason each other block or missing block
-    was dropped."""
+    was dropped. `cut_off`: the answer hit max_tokens, so its last block may be a fragment and is dropped."""
     kept: List[Variant] = []
     dropped: List[Dropped] = []
     seen = {_norm(original)}
     by_number = {b.number: b for b in blocks}
+    cut = max(by_number) if cut_off and by_number else None  # blocks come in order: the last one was cut
     for b in blocks:
         if b.number > len(sub_instructions) or b.number < 1:
             dropped.append(Dropped(b.number, f"block {b.number} but only {len(sub_instructions)} "
@@ -307,7 +311,9 @@ def validate_variants(blocks: Sequence[Block], original: str,
         b = by_number.get(i)
         reason = None
         if b is None:
-            reason = f"no block for sub-instruction {i}"
+            reason = f"no block for sub-instruction {i}" + (f" ({CUT_OFF})" if cut_off else "")
+        elif i == cut:
+            reason = f"{CUT_OFF} inside this block"
         elif is_invalid(b.revised) or is_invalid(b.modified):
             reason = "INVALID"
         elif not b.revised:

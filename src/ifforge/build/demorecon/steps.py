@@ -13,7 +13,8 @@ from collections import Counter
 from typing import Any, Dict, List, Optional
 
 from ifforge.build.context import BuildContext, Row, Step, user_message
-from ifforge.build.demorecon.parsing import ParseError, parse_decomposition, parse_variant_blocks, validate_variants
+from ifforge.build.demorecon.parsing import (CUT_OFF, ParseError, parse_decomposition, parse_variant_blocks,
+                                             validate_variants)
 from ifforge.llm import ChatRequest
 from ifforge.prompts import render
 
@@ -25,6 +26,12 @@ MODIFY_TEMPLATE = "demorecon/modify_reconstruct.j2"
 
 def instruction_id(seed_id: str, variant_index: int) -> str:
     return f"{seed_id}:{variant_index}"
+
+
+def cut_off(result: Any) -> bool:
+    """The answer stopped at max_tokens: its end is missing, whatever it looks like."""
+    samples = getattr(result, "samples", None) or []
+    return bool(samples) and samples[0].finish_reason == "length"
 
 
 def _reason_kind(reason: str) -> str:
@@ -48,6 +55,10 @@ class Decompose(Step):
         kept = []
         for row, res in zip(rows, ctx.ask(self.name, rows, requests)):
             if res is None:
+                continue
+            if cut_off(res):  # the list may end early: a seed with sub-instructions missing would mislead E.3
+                ctx.reject(self.name, row, f"{CUT_OFF} (raise generator.max_tokens or "
+                                           f"augmentation.params.max_tokens)", raw=res.text)
                 continue
             try:
                 d = parse_decomposition(res.text, prompt=row["instruction"])
@@ -91,10 +102,11 @@ class ModifyReconstruct(Step):
             try:
                 blocks, duplicates = parse_variant_blocks(res.text)
             except ParseError as e:
-                ctx.reject(self.name, row, f"unparseable modification: {e}", raw=res.text)
+                extra = f" ({CUT_OFF})" if cut_off(res) else ""
+                ctx.reject(self.name, row, f"unparseable modification: {e}{extra}", raw=res.text)
                 dropped["unparseable answer"] += len(row["sub_instructions"])
                 continue
-            variants, bad = validate_variants(blocks, row["instruction"], row["sub_instructions"])
+            variants, bad = validate_variants(blocks, row["instruction"], row["sub_instructions"], cut_off(res))
             for d in duplicates + bad:
                 item = {"seed_id": row["seed_id"], "variant_index": d.index,
                         "modified_sub_instruction": d.block.modified if d.block else None,
