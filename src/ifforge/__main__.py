@@ -22,21 +22,37 @@ def _resource(rel: str) -> str:
     return str(Path(__file__).resolve().parent / "resources" / rel)
 
 
-if not OmegaConf.has_resolver("ifforge.resource"):
-    OmegaConf.register_new_resolver("ifforge.resource", _resource)
+def _heaviest_stage(stages: list) -> str:
+    """The stage that sizes a Slurm job: train > eval > build."""
+    return next((s for s in ("train", "eval", "build") if s in list(stages)), "build")
+
+
+for _name, _fn in (("ifforge.resource", _resource), ("ifforge.heaviest_stage", _heaviest_stage)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _app(cfg: DictConfig) -> None:
+    from hydra.types import RunMode
+
+    from ifforge.artifacts import write_json_atomic
     from ifforge.pipeline import run
 
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
     try:
-        outputs = run(cfg, run_dir=Path(HydraConfig.get().runtime.output_dir))
-    except UserError as e:
-        # One clear line instead of a traceback wall; exit code 2 like a usage error.
-        print(f"ifforge: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        outputs = run(cfg, run_dir=run_dir)
+    except BaseException as e:
+        # status.json lets a sweep summary show this job as failed, with its error, instead of missing.
+        write_json_atomic(run_dir / "status.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"[:2000]})
+        if isinstance(e, UserError):
+            print(f"ifforge: error: {e}", file=sys.stderr)  # one clear line instead of a traceback wall
+            if hc.mode != RunMode.MULTIRUN:  # in a sweep, Hydra records the failure and the other jobs go on
+                sys.exit(2)
+        raise
+    write_json_atomic(run_dir / "status.json", {"status": "ok"})
     for stage, path in outputs.items():
         print(f"{stage}: {path}")
 

@@ -118,11 +118,14 @@ class ObjectiveConfig:
 
 @dataclass
 class TrackingConfig:
-    name: str = "none"
+    name: str = "none"  # none | wandb
     project: str = "ifforge"
     entity: Optional[str] = None
-    mode: Optional[str] = None
-    group: Optional[str] = None
+    mode: Optional[str] = None  # null: online with WANDB_API_KEY, offline without
+    group: Optional[str] = None  # null: the sweep directory, so a sweep's runs share a group
+    dir: Optional[str] = None  # where W&B writes its run folders (default ./wandb)
+    log_artifacts: bool = False  # upload each stage's artifact directory as a W&B artifact
+    samples: int = 20  # rows per file in the samples table
 
 
 @dataclass
@@ -135,6 +138,39 @@ class CandidateConfig(GeneratorConfig):
     model: Optional[str] = None
     max_tokens: int = 1024
     batch_size: int = 16
+
+
+@dataclass
+class SummaryConfig:
+    """How a sweep's summary table is laid out (experiment files set it to mirror a paper table)."""
+
+    title: Optional[str] = None
+    rows: List[str] = field(default_factory=list)  # config keys whose values label a row; empty: the job's overrides
+    columns: Dict[str, str] = field(default_factory=dict)  # label -> "<suite>.<metric>"; empty: headline metrics
+
+
+@dataclass
+class SlurmResources:
+    nodes: int = 1
+    gpus_per_node: int = 0
+    tasks_per_node: int = 1  # one task per GPU for training (submitit sets the rank environment)
+    cpus_per_task: int = 8
+    mem_gb: int = 64
+    timeout_min: int = 240
+
+
+@dataclass
+class SlurmConfig:
+    """Read by conf/hydra/launcher/slurm.yaml: the job's heaviest stage picks its resources."""
+
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    resources: Dict[str, SlurmResources] = field(default_factory=lambda: {
+        "build": SlurmResources(gpus_per_node=0, cpus_per_task=8, mem_gb=32),
+        "train": SlurmResources(gpus_per_node=8, tasks_per_node=8, cpus_per_task=10, mem_gb=480, timeout_min=1440),
+        "eval": SlurmResources(gpus_per_node=1, cpus_per_task=8, mem_gb=64, timeout_min=480),
+    })
 
 
 @dataclass
@@ -152,6 +188,8 @@ class Config:
     candidate: CandidateConfig = field(default_factory=CandidateConfig)  # the model under test (eval stage)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     experiment: Optional[str] = None  # a label set by experiment files, used by sweep summaries
+    summary: SummaryConfig = field(default_factory=SummaryConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
     seed: int = 0
 
 

@@ -108,16 +108,24 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
     ordered = [s for s in STAGE_ORDER if s in stages] + [s for s in stages if s not in STAGE_ORDER]
     for s in ordered:  # everything a user can get wrong is reported before the first request is sent
         get_stage(s).preflight(cfg)
+    from ifforge.track import Tracker, make_tracker
+
     runner = Runner(cfg)
+    lead = _launch_rank() == 0  # with several ranks (torchrun, Slurm tasks) only rank 0 reports
+    tracker = make_tracker(cfg) if lead else Tracker()
     outputs: Dict[str, str] = {}
     for s in ordered:
-        art = runner.run(s)
+        try:
+            art = runner.run(s)
+        except BaseException as e:
+            tracker.stage_failed(s, e)
+            raise
         outputs[s] = str(art.path)
         log.info("[%s] done: %s", s, art.path)
-        # Written after each stage, so a later failure keeps what finished; by rank 0 only when several ranks
-        # share the run directory (torchrun, Slurm tasks).
-        if run_dir is not None and _launch_rank() == 0:
+        # Written after each stage, so a later failure keeps what finished.
+        if run_dir is not None and lead:
             write_json_atomic(Path(run_dir) / "outputs.json", outputs)
+        tracker.stage_done(s, art)
     return outputs
 
 

@@ -1,0 +1,123 @@
+"""Experiment tracking (`tracking` group: `none`, `wandb`).
+
+One W&B run per job and stage (`job_type` = the stage; runs of one sweep share a `group`), logged from the
+stage's manifest once the stage is done: config with secrets redacted, stage stats (dataset statistics, generator
+calls/tokens/cost), the training curve, eval metrics and a table of sample prompts/responses/verdicts. A failed
+stage finishes its run with a non-zero exit code, so W&B never shows it as finished. Without an API key W&B runs
+offline (nothing breaks without an account).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from ifforge.artifacts import Artifact, redact
+
+log = logging.getLogger("ifforge")
+
+
+def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}/"))
+    elif isinstance(d, (int, float)) and not isinstance(d, bool):
+        out[prefix.rstrip("/")] = d
+    return out
+
+
+class Tracker:
+    def stage_done(self, stage: str, artifact: Artifact) -> None:
+        pass
+
+    def stage_failed(self, stage: str, error: BaseException) -> None:
+        pass
+
+
+class WandbTracker(Tracker):
+    def __init__(self, cfg: DictConfig, job_name: str, sweep_group: Optional[str]):
+        import wandb
+
+        self.wandb = wandb
+        self.tcfg = cfg.tracking
+        self.config = redact(OmegaConf.to_container(cfg, resolve=True))
+        self.job_name = job_name
+        self.group = self.tcfg.group or sweep_group
+        mode = self.tcfg.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+        self.mode = os.environ.get("WANDB_MODE") or mode
+
+    def _run(self, stage: str):
+        return self.wandb.init(project=self.tcfg.project, entity=self.tcfg.entity, group=self.group,
+                               job_type=stage, name=f"{self.job_name}/{stage}", config=self.config,
+                               mode=self.mode, dir=self.tcfg.dir, reinit="create_new")
+
+    def stage_done(self, stage: str, artifact: Artifact) -> None:
+        manifest = artifact.manifest()
+        run = self._run(stage)
+        try:
+            stats = manifest.get("stats", {})
+            run.summary.update({"artifact": str(artifact.path), "fingerprint": artifact.fingerprint})
+            for i, entry in enumerate(stats.get("log_history") or stats.get("loss_curve") or []):
+                if isinstance(entry, dict):  # the training curve, step by step
+                    run.log({k: v for k, v in entry.items() if isinstance(v, (int, float))},
+                            step=int(entry.get("step", i)))
+            run.summary.update(_flatten({k: v for k, v in stats.items() if k not in ("log_history", "loss_curve")}))
+            metrics_file = artifact.path / "metrics.json"
+            if metrics_file.is_file():
+                run.summary.update(_flatten(json.loads(metrics_file.read_text()), "metrics/"))
+            self._samples(run, stage, artifact.path)
+            if self.tcfg.log_artifacts:
+                art = self.wandb.Artifact(f"{stage}-{artifact.fingerprint}", type="dataset" if stage == "build"
+                                          else "model" if stage == "train" else "evaluation")
+                art.add_dir(str(artifact.path))
+                run.log_artifact(art)
+        finally:
+            run.finish(exit_code=0)
+
+    def _samples(self, run: Any, stage: str, path: Path) -> None:
+        """A table of a few sample rows: training data for build, answers and verdicts for eval."""
+        rows: List[Dict[str, Any]] = []
+        files = sorted(path.glob("*.jsonl")) if stage == "build" else []
+        if stage == "eval" and (path / "suites.json").is_file():
+            for suite_dir in json.loads((path / "suites.json").read_text()).values():
+                files += sorted(Path(suite_dir).glob("*.jsonl"))
+        for f in files:
+            if f.name == "rejects.jsonl":
+                continue
+            with f.open() as fh:
+                for _, line in zip(range(self.tcfg.samples), fh):
+                    rec = json.loads(line)
+                    rows.append({"file": f.name, "record": json.dumps(rec, ensure_ascii=False)[:2000]})
+        if rows:
+            run.log({"samples": self.wandb.Table(columns=["file", "record"], data=[[r["file"], r["record"]] for r in rows])})
+
+    def stage_failed(self, stage: str, error: BaseException) -> None:
+        run = self._run(stage)
+        run.summary.update({"error": f"{type(error).__name__}: {error}"[:1000]})
+        run.finish(exit_code=1)
+
+
+def make_tracker(cfg: DictConfig) -> Tracker:
+    if cfg.tracking.name == "none":
+        return Tracker()
+    if cfg.tracking.name == "wandb":
+        from hydra.core.hydra_config import HydraConfig
+
+        job_name, group = "run", None
+        if HydraConfig.initialized():
+            hc = HydraConfig.get()
+            if str(hc.mode) == "RunMode.MULTIRUN":
+                group = Path(hc.sweep.dir).name and "/".join(Path(hc.sweep.dir).parts[-2:])
+                job_name = f"job{hc.job.num}"
+            else:
+                job_name = Path(hc.runtime.output_dir).name
+        return WandbTracker(cfg, job_name, group)
+    from ifforge.errors import UserError
+
+    raise UserError(f"unknown tracking {cfg.tracking.name!r}; choose one of: none, wandb")
