@@ -6,4 +6,4 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["tests.helpers.openai_server"]
+pytest_plugins = ["tests.helpers.openai_server", "tests.helpers.models"]
