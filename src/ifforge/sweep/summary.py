@@ -42,7 +42,12 @@ def read_job(job_dir: Path) -> Dict[str, Any]:
     hydra_dir = job_dir / ".hydra"
     config = yaml.safe_load((hydra_dir / "config.yaml").read_text()) if (hydra_dir / "config.yaml").is_file() else {}
     overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) if (hydra_dir / "overrides.yaml").is_file() else []
-    job: Dict[str, Any] = {"dir": str(job_dir), "config": config or {}, "overrides": overrides or [],
+    config = config or {}
+    hydra_file = hydra_dir / "hydra.yaml"
+    if hydra_file.is_file():  # the group choices (model, variant, ...) label rows as `choices.<group>`
+        hydra_cfg = yaml.safe_load(hydra_file.read_text()) or {}
+        config["choices"] = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    job: Dict[str, Any] = {"dir": str(job_dir), "config": config, "overrides": overrides or [],
                            "status": "running or killed", "error": "", "metrics": {}}
     status_file = job_dir / "status.json"
     if status_file.is_file():
