@@ -15,8 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from omegaconf import OmegaConf
+
 from ifforge.build.augment import AUGMENTATIONS, Augmentation
 from ifforge.build.context import BuildContext, Row, Step
+from ifforge.errors import UserError
 
 
 @dataclass
@@ -70,6 +73,11 @@ class DecomposeModifyReconstruct(Augmentation):
     def __init__(self, cfg: Any):
         super().__init__(cfg)
         self._steps: List[Step] = []
+        for key, least in (("variants_per_seed", 1), ("max_sub_instructions", 1), ("dpo.max_pairs_per_seed", 1),
+                           ("eval_split.sub_instructions", 1), ("eval_split.num_seeds", 0)):
+            value = OmegaConf.select(cfg, key)
+            if value is not None and value < least:
+                raise UserError(f"augmentation.{key} must be at least {least}, got {value}")
 
     def steps(self) -> Sequence[Step]:
         from ifforge.build.demorecon.steps import Decompose, ModifyReconstruct, SelectVariants

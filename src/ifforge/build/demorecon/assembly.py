@@ -14,7 +14,7 @@ Held-out seeds appear in eval and det only.
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from ifforge.build.chat import sft_row
 from ifforge.build.context import BuildContext, Row
@@ -88,14 +88,12 @@ def assemble(rows: List[Row], ctx: BuildContext, *, seed: int, max_pairs_per_see
     return splits
 
 
-def split_texts(name: str, rows: List[Row]) -> Dict[str, Any]:
-    """(instructions, responses, is_original flags) of a split, whatever its row format."""
+def split_texts(name: str, rows: List[Row]) -> Dict[str, List[str]]:
+    """Instructions and responses of a split, whatever its row format (dpo: the chosen responses)."""
     if name == "dpo":
         return {"instructions": [r["prompt"][0]["content"] for r in rows],
-                "responses": [r["chosen"][0]["content"] for r in rows], "is_original": None}
+                "responses": [r["chosen"][0]["content"] for r in rows]}
     if rows and "messages" in rows[0]:
         return {"instructions": [r["messages"][0]["content"] for r in rows],
-                "responses": [r["messages"][1]["content"] for r in rows],
-                "is_original": [bool(r.get("is_original")) for r in rows]}
-    return {"instructions": [r["instruction"] for r in rows], "responses": [r["response"] for r in rows],
-            "is_original": None}
+                "responses": [r["messages"][1]["content"] for r in rows]}
+    return {"instructions": [r["instruction"] for r in rows], "responses": [r["response"] for r in rows]}

@@ -8,14 +8,11 @@ paper. Those extra requests go through the same generator and cache: after a bui
 
 from __future__ import annotations
 
-import logging
 import random
 from typing import Any, Dict, List, Optional, Sequence
 
 from ifforge.build.context import BuildContext, Row
 from ifforge.build.demorecon.assembly import SPLITS, split_texts
-
-log = logging.getLogger("ifforge")
 
 FIGURE = "tsne.png"
 PAPER_NAMES = {"direct": "Aug", "reference": "Ref"}
@@ -49,6 +46,8 @@ def _sample(items: Sequence[Any], k: int, rng: random.Random) -> List[Any]:
 
 
 def compute(splits: Dict[str, List[Row]], ctx: BuildContext, stats_cfg: Any, seed: int) -> Dict[str, Any]:
+    """{"table1": {split: {instructions, instruction_tokens, response_tokens, uniformity}}, "compare": {...} with
+    compare_modes, "figure": file name or None, and the tokenizer / embedding model used}."""
     from ifforge.build.stats.embeddings import Embedder
     from ifforge.build.stats.tokens import TokenCounter
     from ifforge.build.stats.uniformity import distribution_uniformity
@@ -56,16 +55,17 @@ def compute(splits: Dict[str, List[Row]], ctx: BuildContext, stats_cfg: Any, see
     mode = str(ctx.cfg.response.name)
     tokens = TokenCounter(stats_cfg.tokenizer)
     embedder = Embedder(stats_cfg.embedding_model, device=stats_cfg.device, batch_size=stats_cfg.batch_size)
-    table: Dict[str, Dict[str, Any]] = {}
+
+    def row_of_table(n: int, instructions: Optional[List[str]], responses: List[str], with_u: bool):
+        u = distribution_uniformity(embedder.encode(responses)) if with_u else None
+        return {"instructions": n, "instruction_tokens": tokens.average(instructions) if instructions else None,
+                "response_tokens": tokens.average(responses), "uniformity": _round(u)}
+
+    table = {}
     for name in SPLITS:
-        rows = splits.get(name) or []
-        if not rows:
-            continue
-        t = split_texts(name, rows)
-        table[name] = {"instructions": len(rows), "instruction_tokens": tokens.average(t["instructions"]),
-                       "response_tokens": tokens.average(t["responses"]),
-                       "uniformity": _round(distribution_uniformity(embedder.encode(t["responses"])))
-                       if name in U_SPLITS else None}
+        if splits.get(name):
+            t = split_texts(name, splits[name])
+            table[name] = row_of_table(len(splits[name]), t["instructions"], t["responses"], name in U_SPLITS)
     result: Dict[str, Any] = {"table1": table, "response_mode": mode, "tokenizer": tokens.name,
                               "embedding_model": embedder.name}
 
@@ -75,13 +75,11 @@ def compute(splits: Dict[str, List[Row]], ctx: BuildContext, stats_cfg: Any, see
     other = other_mode(mode) if stats_cfg.compare_modes else None
     other_responses: Dict[str, str] = {}
     if other and variants:
+        # The sft set as the other mode would have built it: same originals, the other mode's variant answers.
         other_responses = answer_in_other_mode(sft, other, ctx)
-        answered = [r for r in variants if r["instruction_id"] in other_responses]
-        texts = [r["messages"][1]["content"] for r in originals] + [other_responses[r["instruction_id"]]
-                                                                    for r in answered]
-        result["compare"] = {other: {"instructions": len(originals) + len(answered),
-                                     "response_tokens": tokens.average(texts),
-                                     "uniformity": _round(distribution_uniformity(embedder.encode(texts)))}}
+        texts = [_response(r) for r in originals] + [other_responses[r["instruction_id"]] for r in variants
+                                                     if r["instruction_id"] in other_responses]
+        result["compare"] = {other: row_of_table(len(texts), None, texts, True)}
 
     if stats_cfg.figure and variants:
         from ifforge.build.stats.tsne import plot_panels
@@ -89,20 +87,26 @@ def compute(splits: Dict[str, List[Row]], ctx: BuildContext, stats_cfg: Any, see
         rng = random.Random(f"{seed}:figure")
         cap = int(stats_cfg.figure_max_points)
         orig_s, var_s = _sample(originals, cap, rng), _sample(variants, cap, rng)
-        instr = lambda rs: embedder.encode([r["messages"][0]["content"] for r in rs])  # noqa: E731
-        resp = lambda rs: embedder.encode([r["messages"][1]["content"] for r in rs])  # noqa: E731
-        response_sets = [("original", COLOURS["original"], resp(orig_s)),
-                         (f"variant, {mode}", COLOURS[mode], resp(var_s))]
+        response_sets = [("original", COLOURS["original"], embedder.encode([_response(r) for r in orig_s])),
+                         (f"variant, {mode}", COLOURS.get(mode, "#2ca02c"),
+                          embedder.encode([_response(r) for r in var_s]))]
         if other_responses:
-            ids = [r["instruction_id"] for r in var_s if r["instruction_id"] in other_responses]
-            response_sets.append((f"variant, {other}", COLOURS[other],
-                                  embedder.encode([other_responses[i] for i in ids])))
-        drawn = plot_panels(ctx.out / FIGURE, [
-            ("Instructions (sft)", [("original", COLOURS["original"], instr(orig_s)),
-                                    ("variant", COLOURS["variant"], instr(var_s))]),
-            ("Responses (sft)", response_sets)], seed=seed)
+            answered = [other_responses[r["instruction_id"]] for r in var_s if r["instruction_id"] in other_responses]
+            response_sets.append((f"variant, {other}", COLOURS[other], embedder.encode(answered)))
+        instruction_sets = [("original", COLOURS["original"], embedder.encode([_instruction(r) for r in orig_s])),
+                            ("variant", COLOURS["variant"], embedder.encode([_instruction(r) for r in var_s]))]
+        drawn = plot_panels(ctx.out / FIGURE, [("Instructions (sft)", instruction_sets),
+                                               ("Responses (sft)", response_sets)], seed=seed)
         result["figure"] = FIGURE if drawn else None
     return result
+
+
+def _instruction(sft_row: Row) -> str:
+    return sft_row["messages"][0]["content"]
+
+
+def _response(sft_row: Row) -> str:
+    return sft_row["messages"][1]["content"]
 
 
 def _round(x: Optional[float]) -> Optional[float]:
@@ -120,7 +124,7 @@ def card_section(result: Dict[str, Any], summary: Dict[str, Any]) -> str:
     columns = [(n, result["table1"][n]) for n in ("eval", "sft", "dpo", "det", "plain") if n in result["table1"]]
     heads = [f"{n} ({PAPER_NAMES.get(mode, mode)})" if n in ("sft", "dpo") else n for n, _ in columns]
     for other, vals in (result.get("compare") or {}).items():
-        columns.append((other, {**vals, "instruction_tokens": None}))
+        columns.append((other, vals))
         heads.append(f"sft ({PAPER_NAMES.get(other, other)}, compare)")
     lines = ["## DeMoRecon statistics", "",
              f"Tokens counted with `{result['tokenizer']}`; U (eqs. 1-3: variance of nearest-neighbour distances "
