@@ -133,8 +133,9 @@ def test_steps_use_a_users_template_and_reject_answers_cut_at_max_tokens(tmp_pat
     rows = [{"seed_id": "a", "instruction": "short"}, {"seed_id": "b", "instruction": "long"}]
     rows = Decompose(str(tmp_path / "e2.j2"), {}, None)(rows, ctx)
     assert [r["sub_instructions"] for r in rows] == [["Do A.", "Do B."]]
-    assert ctx.rejected == [("decompose", "b", "the answer was cut off at max_tokens (raise generator.max_tokens "
-                                               "or augmentation.params.max_tokens)")]
+    assert ctx.rejected == [("decompose", "b", "unparseable decomposition: the answer was cut off at max_tokens "
+                                               "inside the instructions list (raise generator.max_tokens or "
+                                               "augmentation.params.max_tokens)")]
     step = ModifyReconstruct(str(tmp_path / "e3.j2"), {})
     out = step(rows, ctx)
     assert [(r["instruction_id"], r["instruction"]) for r in out] == [("a:0", "short"), ("a:1", "shorter")]

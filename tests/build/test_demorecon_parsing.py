@@ -44,6 +44,16 @@ def test_decomposition_layouts(answer):
     assert [s.split()[0] for s in d.sub_instructions] == ["Write", "Mention", "Keep"]
 
 
+def test_a_made_up_next_prompt_after_the_answer_is_ignored_even_when_cut_off():
+    answer = ("**Extract Facts:**\n1. The user has a cat.\n\n**Extract Instructions:**\n1. Write a poem.\n\n"
+              "**Given Prompt:**\nWrite an essay about dogs.\n\n**Extract Facts:**\nNone\n\n"
+              "**Extract Instructions:**\n1. Write an essay.\n2. About")
+    d = parse_decomposition(answer, prompt="I have a cat. Write a poem.", cut_off=True)
+    assert d.facts == ["The user has a cat."] and d.sub_instructions == ["Write a poem."]
+    with pytest.raises(ParseError, match="cut off at max_tokens inside the instructions list"):
+        parse_decomposition(answer.split("\n\n**Given")[0], prompt="I have a cat. Write a poem.", cut_off=True)
+
+
 def test_decomposition_without_facts_or_with_none():
     assert parse_decomposition("Extract Instructions:\n1. Write a poem.").facts == []
     d = parse_decomposition("**Extract Facts:**\nNone.\n\n**Extract Instructions:**\n1. Write a poem.\n1. Write a poem.")

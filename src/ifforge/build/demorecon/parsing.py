@@ -131,7 +131,8 @@ class Decomposition:
 _DECOMPOSITION_LABELS = (
     Label("facts", r"(?:extract(?:ed)?[ \t]+)?(?:the[ \t]+)?(?:background[ \t]+)?(?:facts?|factual[ \t]+elements?)"),
     Label("instructions", r"(?:extract(?:ed)?[ \t]+)?(?:the[ \t]+)?(?:sub[- ]?)?instructions?"),
-    Label("other", r"(?:given|input|original)[ \t]+prompt|prompt|notes?|explanation"),
+    Label("given", r"(?:given|input|original|new)[ \t]+prompt|prompt"),
+    Label("other", r"notes?|explanation"),
 )
 
 # The one-shot example inside E.2. A model that copies it back for another prompt has not decomposed that prompt.
@@ -149,27 +150,59 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[’‘]", "'", text)).strip().lower()
 
 
-def parse_decomposition(text: str, prompt: Optional[str] = None) -> Decomposition:
-    """Facts and sub-instructions from an E.2 answer. The last instructions block wins (a model that first
-    repeats the example answers the real prompt last); its facts are the last facts block before it. A missing
-    facts block means no facts; a missing or empty instructions block is a ParseError, and so is the one-shot
-    example copied back for another `prompt`."""
+@dataclass
+class _Episode:
+    """One "Given Prompt" and the blocks that answer it. Weak models often go on after their answer with a
+    made-up next prompt and its decomposition; others first repeat the one-shot example."""
+
+    given: Optional[str]
+    sections: List[Section] = field(default_factory=list)
+
+    def first(self, kind: str) -> Optional[Section]:
+        return next((s for s in self.sections if s.kind == kind), None)
+
+
+def _episodes(sections: List[Section]) -> List[_Episode]:
+    episodes = [_Episode(given=None)]
+    for sec in sections:
+        if sec.kind == "given":
+            episodes.append(_Episode(given=sec.text))
+        else:
+            episodes[-1].sections.append(sec)
+    return episodes
+
+
+def parse_decomposition(text: str, prompt: Optional[str] = None, cut_off: bool = False) -> Decomposition:
+    """Facts and sub-instructions from an E.2 answer: the first facts/instructions pair that is not the one-shot
+    example (unless `prompt` is the example itself). A missing facts block means no facts. ParseError: no
+    instructions block, an empty one, only the example copied back, or (with `cut_off`, the answer stopped at
+    max_tokens) an instructions list that runs to the end of the answer and so may have lost items."""
     sections = split_sections(text, _DECOMPOSITION_LABELS)
-    where = [i for i, s in enumerate(sections) if s.kind == "instructions"]
-    if not where:
-        raise ParseError("no 'Extract Instructions' block in the decomposition")
-    last = where[-1]
-    subs = list_items(sections[last].text)
-    if not subs:
-        raise ParseError("the 'Extract Instructions' block lists no instructions")
-    before = [s for s in sections[:last] if s.kind == "facts"]
-    after = [s for s in sections[last + 1:] if s.kind == "facts"]
-    facts_sec = before[-1] if before else (after[0] if after else None)
-    facts = list_items(facts_sec.text) if facts_sec is not None else []
-    copied = [_norm(s) for s in subs] == [_norm(s) for s in EXAMPLE_SUB_INSTRUCTIONS]
-    if copied and prompt is not None and _norm(prompt) != _norm(EXAMPLE_PROMPT):
+    is_example_seed = prompt is not None and _norm(prompt) == _norm(EXAMPLE_PROMPT)
+    example = [_norm(s) for s in EXAMPLE_SUB_INSTRUCTIONS]
+    found = copied = False
+    for ep in _episodes(sections):
+        block = ep.first("instructions")
+        if block is None:
+            continue
+        found = True
+        subs = list_items(block.text)
+        if not subs:
+            continue
+        if not is_example_seed and prompt is not None and (
+                [_norm(x) for x in subs] == example or (ep.given and _norm(ep.given) == _norm(EXAMPLE_PROMPT))):
+            copied = True
+            continue
+        if cut_off and block is sections[-1]:
+            raise ParseError(f"{CUT_OFF} inside the instructions list (raise generator.max_tokens or "
+                             f"augmentation.params.max_tokens)")
+        facts = ep.first("facts")
+        return Decomposition(facts=_dedupe(list_items(facts.text)) if facts else [], sub_instructions=_dedupe(subs))
+    if copied:
         raise ParseError("the decomposition repeats the prompt's one-shot SMS example")
-    return Decomposition(facts=_dedupe(facts), sub_instructions=_dedupe(subs))
+    if found:
+        raise ParseError("the 'Extract Instructions' block lists no instructions")
+    raise ParseError("no 'Extract Instructions' block in the decomposition")
 
 
 def _dedupe(items: List[str]) -> List[str]:

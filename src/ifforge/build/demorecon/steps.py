@@ -56,12 +56,8 @@ class Decompose(Step):
         for row, res in zip(rows, ctx.ask(self.name, rows, requests)):
             if res is None:
                 continue
-            if cut_off(res):  # the list may end early: a seed with sub-instructions missing would mislead E.3
-                ctx.reject(self.name, row, f"{CUT_OFF} (raise generator.max_tokens or "
-                                           f"augmentation.params.max_tokens)", raw=res.text)
-                continue
             try:
-                d = parse_decomposition(res.text, prompt=row["instruction"])
+                d = parse_decomposition(res.text, prompt=row["instruction"], cut_off=cut_off(res))
             except ParseError as e:
                 ctx.reject(self.name, row, f"unparseable decomposition: {e}", raw=res.text)
                 continue
