@@ -152,7 +152,7 @@ class SummaryConfig:
 @dataclass
 class SlurmResources:
     nodes: int = 1
-    gpus_per_node: int = 0
+    gpus_per_node: Optional[int] = None  # null: no GPU request at all (CPU-only clusters reject gres=0)
     tasks_per_node: int = 1  # one task per GPU for training (submitit sets the rank environment)
     cpus_per_task: int = 8
     mem_gb: int = 64
@@ -167,7 +167,7 @@ class SlurmConfig:
     account: Optional[str] = None
     qos: Optional[str] = None
     resources: Dict[str, SlurmResources] = field(default_factory=lambda: {
-        "build": SlurmResources(gpus_per_node=0, cpus_per_task=8, mem_gb=32),
+        "build": SlurmResources(cpus_per_task=8, mem_gb=32),
         "train": SlurmResources(gpus_per_node=8, tasks_per_node=8, cpus_per_task=10, mem_gb=480, timeout_min=1440),
         "eval": SlurmResources(gpus_per_node=1, cpus_per_task=8, mem_gb=64, timeout_min=480),
     })
