@@ -17,6 +17,9 @@ class ParseError(ValueError):
     """The whole answer is unusable; the message is the reason recorded in rejects.jsonl."""
 
 
+CUT_OFF = "the answer was cut off at max_tokens"  # its end is missing, whatever it looks like
+
+
 # ----------------------------------------------------------------------------------------------------- sections
 
 _MARK = r"[*_]{0,3}"
@@ -322,9 +325,6 @@ def is_invalid(text: Optional[str]) -> bool:
         return False
     bare = re.sub(r"[*_`'\"“”‘’\[\]()]", "", text).strip()
     return bool(re.fullmatch(r"invalid\W*", bare, re.I) or re.match(r"INVALID\b", bare))
-
-
-CUT_OFF = "the answer was cut off at max_tokens"
 
 
 def validate_variants(blocks: Sequence[Block], original: str, sub_instructions: Sequence[str],
