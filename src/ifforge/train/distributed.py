@@ -40,8 +40,14 @@ def export_launch_env() -> None:
 
     if JobEnvironment().num_tasks <= 1:
         return
-    # Every task sees all of the node's GPUs and picks its own by LOCAL_RANK, as under torchrun.
-    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    # submitit derives the port from the job id, so every task agrees on it. Variables a user set (say MASTER_PORT
+    # in the sbatch script) are kept. CUDA_VISIBLE_DEVICES is untouched: each task sees the node's GPUs and picks
+    # its own by LOCAL_RANK, as under torchrun.
+    env = TorchDistributedEnvironment()
+    for key, value in {"MASTER_ADDR": env.master_addr, "MASTER_PORT": env.master_port, "RANK": env.rank,
+                       "WORLD_SIZE": env.world_size, "LOCAL_RANK": env.local_rank,
+                       "LOCAL_WORLD_SIZE": env.local_world_size}.items():
+        os.environ.setdefault(key, str(value))
 
 
 def export_single_process_env() -> None:
