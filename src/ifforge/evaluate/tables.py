@@ -35,7 +35,8 @@ def judge_note(metrics: dict) -> List[str]:
     if judge:
         notes.append(f"Judge: {judge.get('model')} ({judge.get('backend')}).")
     if metrics.get("unparseable"):
-        notes.append(f"{metrics['unparseable']} judge answer(s) could not be parsed and are left out of the rates.")
+        notes.append(f"{metrics['unparseable']} judge answer(s) were missing (failed calls) or could not be parsed; "
+                     f"they are left out of the rates.")
     if metrics.get("generation_failures"):
         notes.append(f"{metrics['generation_failures']} generation(s) failed and were scored as empty answers.")
     return notes

@@ -4,6 +4,8 @@ The second question is asked after the model's own first answer. Each turn is gr
 prompt, the conversation so far as context); the score is the mean over all graded turns, with per-turn and
 per-category means. No reference answers are given to the judge (FastChat gives some for math/reasoning/coding).
 Answers produced elsewhere: rows with `prompt` (the first question) and `response` (a list of two answers).
+Data: FastChat's question.jsonl (`question_id, category, turns`) via `path`, or the hub copy
+HuggingFaceH4/mt_bench_prompts (`prompt_id, category, prompt` with the turns).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from ifforge.evaluate import SUITES
-from ifforge.evaluate.data import read_rows
+from ifforge.evaluate.data import load_hub, read_rows
 from ifforge.evaluate.judge import ask, parse_rating
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
 from ifforge.evaluate.tables import judge_note, markdown_table
@@ -23,7 +25,7 @@ from ifforge.prompts import render
 
 @dataclass
 class MTBenchConfig(SuiteConfig):
-    pass  # no public hub copy of the question file: `path` (FastChat's question.jsonl) is required
+    hf_name: str = "HuggingFaceH4/mt_bench_prompts"
 
 
 def _mean(values: List[float]) -> Optional[float]:
@@ -41,12 +43,15 @@ class MTBench(Suite):
     uses_judge = True
 
     def load(self) -> List[Item]:
-        if not self.cfg.path:
-            raise UserError("eval.mt_bench.path must point at MT-Bench's question.jsonl (no hub copy is loaded)")
-        items = [Item(id=str(r["question_id"]), prompt=r["turns"][0],
-                      messages=[{"role": "user", "content": r["turns"][0]}],
-                      data={"turns": list(r["turns"]), "category": r.get("category", "")})
-                 for r in read_rows(self.cfg.path)]
+        rows = read_rows(self.cfg.path) if self.cfg.path else load_hub(self.cfg.hf_name, self.cfg.split)
+        items = []
+        for r in rows:
+            turns = list(r.get("turns") or r.get("prompt") or [])
+            if not turns:
+                raise UserError(f"an MT-Bench row has no `turns` (fields: {', '.join(sorted(r))})")
+            items.append(Item(id=str(r.get("question_id", r.get("prompt_id"))), prompt=turns[0],
+                              messages=[{"role": "user", "content": turns[0]}],
+                              data={"turns": turns, "category": r.get("category", "")}))
         return self.limited(items)
 
     def answer(self, items: List[Item], generator: Any) -> List[Optional[List[str]]]:
