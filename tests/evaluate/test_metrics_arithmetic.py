@@ -4,7 +4,7 @@ import pytest
 
 from ifforge.evaluate.suites.demorecon import detection_metrics
 from ifforge.evaluate.suites.followbench import rates
-from ifforge.evaluate.suites.followbench_rules import example_template_match, rule_verdict
+from ifforge.evaluate.suites.followbench_rules import example_template_match, rule_verdicts
 from ifforge.evaluate.suites.infobench import as_list, drfr
 
 
@@ -58,8 +58,21 @@ def test_followbench_rules():
     shape = "{instruction}\n{{'AI assistant': '{answer}'}}"
     assert example_template_match("{'AI assistant': 'Legal Anywhere.com'}\n", shape)
     assert not example_template_match("The subject is: Legal Anywhere.com", shape)
-    assert rule_verdict("situation", {"source": "BBH_logical", "target": "(A)"}, "Maybe (B)... no: (A)")
-    assert not rule_verdict("situation", {"source": "gsm_8k", "target": "$28"}, "She earned $30.")
-    assert rule_verdict("content", {"source": "CONLL2003", "target": "['Britain', 'Bonn']"}, "Bonn")
-    assert rule_verdict("content", {"source": "E2E", "target": "name[X], food[Y]"}, " name[X], food[Y]\n")
-    assert rule_verdict("style", {"source": "oasst", "target": ""}, "anything") is None  # goes to the judge
+    assert rule_verdicts("situation", {"source": "BBH_logical", "target": "(A)"}, "Maybe (B)... no: (A)") == [True]
+    assert rule_verdicts("situation", {"source": "gsm_8k", "target": "$28"}, "She earned $30.") == [False]
+    assert rule_verdicts("content", {"source": "CONLL2003", "target": "['Britain', 'Bonn']"}, "Bonn") == [True]
+    assert rule_verdicts("content", {"source": "E2E", "target": "name[X], food[Y]"}, " name[X], food[Y]\n") == [True]
+    assert rule_verdicts("style", {"source": "oasst", "target": ""}, "anything") is None  # goes to the judge
+
+
+def test_followbench_constraint_rules_give_one_verdict_per_level():
+    row = {"source": "gigaword", "level": 5}
+    assert rule_verdicts("mixed", row, "two killed in bomb attack on philippine vehicle") == [True] * 5
+    # 7 words, a comma, a capital, "bus", no "in": every constraint fails, each on its own
+    assert rule_verdicts("mixed", row, "Bomb kills two on bus, army says") == [False, False, False, False, False]
+    assert rule_verdicts("mixed", {"source": "gigaword", "level": 3},
+                         "two people killed by bomb on a bus") == [True, True, True]
+    arxiv = "We locate factual associations in mid-layer activations and edit them directly."
+    assert rule_verdicts("mixed", {"source": "arxiv", "level": 5}, arxiv) == [True] * 5
+    three = "Potter turns 18. The actor stays modest. He has made many films."
+    assert rule_verdicts("mixed", {"source": "cnn_dailymail", "level": 5}, three) == [True] * 5

@@ -2,7 +2,8 @@
 
 Scoring: rule-based where the item's source has a checkable answer (`followbench_rules`), else the judge (own
 prompt) sees the base instruction and every level up to the item's, and gives one YES/NO per added constraint.
-HSR: all constraints met; SSR: share of constraints met (a rule verdict counts for all of the item's constraints).
+HSR: all constraints met; SSR: share of constraints met (an answer rule's single verdict counts for all of the
+item's constraints, as in the benchmark's own scoring).
 Rates per category and level; the overall row per level is the mean over categories (each category weighs the
 same, as in the benchmark's leaderboard), and "Avg." the mean over levels 1-5. `limit` keeps the first N scored
 items of each category. Level-0 rows are only used to build the judge's constraint path.
@@ -20,7 +21,7 @@ from ifforge.evaluate.data import load_hub, read_rows
 from ifforge.evaluate.judge import ask, parse_verdict_list
 from ifforge.evaluate.rates import mean, pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
-from ifforge.evaluate.suites.followbench_rules import rule_verdict
+from ifforge.evaluate.suites.followbench_rules import rule_verdicts
 from ifforge.evaluate.tables import judge_note, markdown_table
 from ifforge.prompts import render
 
@@ -102,12 +103,13 @@ class FollowBench(Suite):
         to_judge: List[int] = []
         for it, resp in zip(items, responses):
             d = it.data
-            verdict = rule_verdict(d["category"], d, resp)
+            verdicts = rule_verdicts(d["category"], d, resp)
             row = {"id": it.id, "category": d["category"], "level": d["level"], "source": d["source"],
-                   "prompt": it.prompt, "response": resp, "method": "rule" if verdict is not None else "judge",
-                   "constraints": None, "hard": verdict, "soft": None if verdict is None else float(verdict),
+                   "prompt": it.prompt, "response": resp, "method": "rule" if verdicts is not None else "judge",
+                   "constraints": verdicts, "hard": None if verdicts is None else all(verdicts),
+                   "soft": None if verdicts is None else sum(verdicts) / len(verdicts),
                    "judge_output": None, "judge_error": None}
-            if verdict is None:
+            if verdicts is None:
                 if any(step is None for step in d["path"]):
                     raise UserError(f"FollowBench item {it.id}: a level below it is missing, so the judge cannot "
                                     f"see which constraints were added")
