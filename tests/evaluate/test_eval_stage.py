@@ -75,7 +75,7 @@ def test_all_suites_then_cached_rerun(tmp_path, openai_server, tiny_model_dir, m
     assert metrics["demorecon_eval"]["accuracy"] == 100.0
     ib = metrics["infobench"]
     assert ib["drfr_overall"] == 0.0 and ib["unparseable"] == 1 and ib["n_judged"] == ib["n_questions"] - 1
-    assert ib["judge"] == {"backend": "openai", "model": "judge-model"}
+    assert ib["judge"]["backend"] == "openai" and ib["judge"]["model"] == "judge-model"  # judge drift shows
     fb = metrics["followbench"]
     assert fb["n_rule"] > 0 and fb["n_judge"] > 0 and fb["n_items"] == 12
     judged_l1 = fb["per_category"]["content"]["1"]

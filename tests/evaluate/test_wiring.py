@@ -9,7 +9,7 @@ from ifforge.build.save import save_splits
 from ifforge.evaluate.candidate import candidate_node, checkpoint_dir, identity, label
 from ifforge.evaluate.suite import SuiteContext
 from ifforge.evaluate.suites.demorecon import DeMoReconDet, DeMoReconEval
-from ifforge.stages.eval import EvalStage, selected_suites
+from ifforge.stages.eval import EvalStage, _answer_before_judging, selected_suites
 
 
 def cfg(*overrides):
@@ -63,3 +63,40 @@ def test_demorecon_reads_the_builds_splits(tmp_path):
     assert [i.data["label"] for i in det] == [True, False]
     assert det[0].prompt.startswith("Evaluate whether the given response adequately addresses all instructions")
     assert "**Given Response:**\nTwo words." in det[0].prompt
+
+
+class FakeGenerators:
+    def __init__(self):
+        self.events = []
+
+    def get(self, role):
+        self.events.append(("get", role))
+        return role
+
+    def close(self, role):
+        self.events.append(("close", role))
+
+
+class FakeSuite:
+    uses_judge = True
+
+    def __init__(self, responses=None):
+        self.cfg = type("C", (), {"responses": responses})()
+
+    def load(self):
+        return ["item"]
+
+    def answer(self, items, generator):
+        return [generator]
+
+
+def test_local_candidate_is_freed_before_a_local_judge_loads():
+    local = cfg("stages=[eval]", "eval=[infobench]", "judge=hf_local")
+    gens = FakeGenerators()
+    _answer_before_judging(local, [FakeSuite(), FakeSuite(responses="given.jsonl")], gens)
+    assert gens.events == [("get", "candidate"), ("close", "candidate")]  # one suite answers, then the model goes
+
+    remote_judge = cfg("stages=[eval]", "eval=[infobench]", "judge=openai")
+    gens = FakeGenerators()
+    _answer_before_judging(remote_judge, [FakeSuite()], gens)
+    assert gens.events == []  # nothing to make room for: suites answer and get judged in one go

@@ -96,43 +96,79 @@ class EvalStage(Stage):
         from ifforge.evaluate import candidate as cand
         from ifforge.evaluate.engine import run_suite
         from ifforge.evaluate.suite import SuiteContext
-        from ifforge.llm import make_generator
 
         train_dir: Optional[Path] = inputs["train"].path if "train" in inputs else None
-        generators: Dict[str, Any] = {}
-
-        def generator(role: str):
-            if role not in generators:
-                node = cand.candidate_node(cfg, train_dir) if role == "candidate" else cfg.judge
-                generators[role] = make_generator(node, cfg.paths.cache, role=role)
-            return generators[role]
-
-        about = {"label": cand.label(cfg), "judge": {"backend": str(cfg.judge.name), "model": str(cfg.judge.model)},
+        generators = _Generators(cfg, train_dir)
+        judge = {k: cfg.judge.get(k) for k in ("name", "model", "base_url", "temperature", "max_tokens")}
+        about = {"label": cand.label(cfg), "judge": {"backend": judge.pop("name"), **judge},
                  "candidate": {"backend": str(cfg.candidate.name), "model": cand.model_name(cfg, train_dir)}}
-        ctx = SuiteContext(candidate=lambda: generator("candidate"), judge=lambda: generator("judge"),
+        ctx = SuiteContext(candidate=lambda: generators.get("candidate"), judge=lambda: generators.get("judge"),
                            build_dir=inputs["build"].path if "build" in inputs else None)
-        metrics: Dict[str, Any] = {}
-        paths: Dict[str, str] = {}
-        tables: List[str] = []
+        planned = []
+        for name, cls in selected_suites(cfg).items():
+            suite_inputs = {k: inputs[k] for k in ("train", "build") if k in inputs
+                            and (k != "build" or _reads_build(cls, cfg.eval[name]))
+                            and (k != "train" or _generates(cfg.eval[name]))}
+            config = self.suite_config(cfg, name, cls)
+            art = artifact_for(cfg.paths.artifacts, f"eval/{name}", config, suite_inputs)
+            planned.append((name, cls(cfg.eval[name], ctx), config, art, suite_inputs))
         try:
-            for name, cls in selected_suites(cfg).items():
-                suite_inputs = {k: inputs[k] for k in ("train", "build") if k in inputs
-                                and (k != "build" or _reads_build(cls, cfg.eval[name]))
-                                and (k != "train" or _generates(cfg.eval[name]))}
-                config = self.suite_config(cfg, name, cls)
-                art = artifact_for(cfg.paths.artifacts, f"eval/{name}", config, suite_inputs)
-                suite = cls(cfg.eval[name], ctx)
+            _answer_before_judging(cfg, [p[1] for p in planned if not p[3].done], generators)
+            for name, suite, config, art, suite_inputs in planned:
                 ensure(art, config, lambda d, s=suite: run_suite(s, d, about), inputs=suite_inputs, log=log.info)
-                paths[name] = str(art.path)
-                metrics[name] = json.loads((art.path / "metrics.json").read_text())
-                tables.append((art.path / "table.md").read_text())
         finally:
-            for g in generators.values():
-                g.close()
+            generators.close_all()
+        metrics = {name: json.loads((art.path / "metrics.json").read_text()) for name, _, _, art, _ in planned}
         write_json_atomic(out / "metrics.json", metrics)
-        write_json_atomic(out / "suites.json", paths)
-        (out / "tables.md").write_text("\n".join(tables), encoding="utf-8")
-        stats: Dict[str, Any] = {"suites": paths}
-        for role, g in generators.items():
-            stats[role] = {"model": g.model, "backend": g.backend.name, **g.stats.as_dict()}
-        return stats
+        write_json_atomic(out / "suites.json", {name: str(art.path) for name, _, _, art, _ in planned})
+        (out / "tables.md").write_text("\n".join((p[3].path / "table.md").read_text() for p in planned),
+                                       encoding="utf-8")
+        return {"suites": {name: str(art.path) for name, _, _, art, _ in planned}, **generators.stats}
+
+
+class _Generators:
+    """The candidate and judge generators, made on first use; their accounting outlives closing them."""
+
+    def __init__(self, cfg: DictConfig, train_dir: Optional[Path]):
+        self.cfg, self.train_dir = cfg, train_dir
+        self.live: Dict[str, Any] = {}
+        self.stats: Dict[str, Any] = {}
+
+    def get(self, role: str) -> Any:
+        from ifforge.evaluate.candidate import candidate_node
+        from ifforge.llm import make_generator
+
+        if role not in self.live:
+            node = candidate_node(self.cfg, self.train_dir) if role == "candidate" else self.cfg.judge
+            self.live[role] = make_generator(node, self.cfg.paths.cache, role=role)
+        return self.live[role]
+
+    def close(self, role: str) -> None:
+        g = self.live.pop(role, None)
+        if g is None:
+            return
+        g.close()
+        before = self.stats.get(role, {})
+        now = g.stats.as_dict()
+        self.stats[role] = {"model": g.model, "backend": g.backend.name,
+                            **{k: round(v + before.get(k, 0), 6) for k, v in now.items()}}
+
+    def close_all(self) -> None:
+        for role in list(self.live):
+            self.close(role)
+
+
+LOCAL_BACKENDS = ("hf_local", "vllm")
+
+
+def _answer_before_judging(cfg: DictConfig, suites: List[Any], generators: _Generators) -> None:
+    """With a local model under test and a local judge, answer every suite first and free the model under test:
+    both never sit in (GPU) memory together. The answers land in the response cache, so each suite's own run then
+    reads them back without loading the model again."""
+    todo = [s for s in suites if _generates(s.cfg)]
+    if not (todo and any(s.uses_judge for s in suites) and cfg.candidate.cache
+            and str(cfg.candidate.name) in LOCAL_BACKENDS and str(cfg.judge.name) in LOCAL_BACKENDS):
+        return
+    for suite in todo:
+        suite.answer(suite.load(), generators.get("candidate"))
+    generators.close("candidate")
