@@ -22,6 +22,10 @@ def test_the_papers_sms_example_parses_to_one_fact_and_five_sub_instructions():
 def test_the_example_copied_back_for_another_prompt_is_rejected():
     with pytest.raises(ParseError, match="one-shot"):
         parse_decomposition(PAPER_ANSWER, prompt="Write a haiku about rain.")
+    # ... also with an item of the real prompt swapped in (a small model's favourite answer)
+    swapped = PAPER_ANSWER.replace("The message must be polite.", "Mention the tomatoes.")
+    with pytest.raises(ParseError, match="one-shot"):
+        parse_decomposition(swapped, prompt="Thank my neighbour for watering the tomatoes.")
 
 
 @pytest.mark.parametrize("answer", [

@@ -103,7 +103,8 @@ class DecomposeModifyReconstruct(Augmentation):
         summary: Dict[str, Any] = {}
         for step in self._steps:
             summary.update(getattr(step, "summary", {}))
-        if not self.cfg.stats.enabled:
-            return {"variants": summary, "card": "## DeMoRecon statistics\n\n" + stats.summary_text(summary)}
+        if not self.cfg.stats.enabled or not any(splits.values()):
+            why = "" if any(splits.values()) else "Every split is empty: see rejects.jsonl for why.\n\n"
+            return {"variants": summary, "card": "## DeMoRecon statistics\n\n" + why + stats.summary_text(summary)}
         result = stats.compute(splits, ctx, self.cfg.stats, self.cfg.seed)
         return {**result, "variants": summary, "card": stats.card_section(result, summary)}

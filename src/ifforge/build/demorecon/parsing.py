@@ -192,8 +192,10 @@ def parse_decomposition(text: str, prompt: Optional[str] = None, cut_off: bool =
         subs = list_items(block.text)
         if not subs:
             continue
+        # Copying the example back, whole or with an item or two swapped in, is not a decomposition of `prompt`.
+        from_example = sum(1 for x in subs if _norm(x) in example)
         if not is_example_seed and prompt is not None and (
-                [_norm(x) for x in subs] == example or (ep.given and _norm(ep.given) == _norm(EXAMPLE_PROMPT))):
+                from_example >= max(2, (len(subs) + 1) // 2) or (ep.given and _norm(ep.given) == _norm(EXAMPLE_PROMPT))):
             copied = True
             continue
         if cut_off and block is sections[-1]:

@@ -59,7 +59,8 @@ class Decompose(Step):
             try:
                 d = parse_decomposition(res.text, prompt=row["instruction"], cut_off=cut_off(res))
             except ParseError as e:
-                ctx.reject(self.name, row, f"unparseable decomposition: {e}", raw=res.text)
+                extra = f" ({CUT_OFF})" if cut_off(res) and CUT_OFF not in str(e) else ""
+                ctx.reject(self.name, row, f"unparseable decomposition: {e}{extra}", raw=res.text)
                 continue
             if self.max_sub_instructions is not None and len(d.sub_instructions) > self.max_sub_instructions:
                 ctx.reject(self.name, row, f"{len(d.sub_instructions)} sub-instructions, more than "
