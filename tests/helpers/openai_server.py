@@ -117,7 +117,7 @@ class Rule:
 @dataclass
 class Received:
     body: Body
-    headers: Dict[str, str]
+    headers: Dict[str, str]  # names in lower case
     at: float = field(default_factory=time.monotonic)
 
 
@@ -353,7 +353,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or body.get("stream"):
             self._send(400, b'{"error": {"message": "the test server answers non-streaming JSON requests only"}}')
             return
-        status, headers, payload = self.server.owner._answer(body, dict(self.headers))
+        headers_in = {k.lower(): v for k, v in self.headers.items()}
+        status, headers, payload = self.server.owner._answer(body, headers_in)
         try:
             self._send(status, payload, headers)
         except (BrokenPipeError, ConnectionResetError):
