@@ -66,6 +66,11 @@ class Suite:
         """Per-item rows (written to results.jsonl) and the suite's metrics."""
         raise NotImplementedError
 
+    @classmethod
+    def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        """The suite's main numbers as {table title: {column: value}}: its table and cross-run comparisons."""
+        raise NotImplementedError
+
     def table(self, metrics: Dict[str, Any], label: str) -> str:
         """A Markdown table of `metrics` laid out like the papers' tables, with `label` as the model column."""
         raise NotImplementedError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 
 def cell(value: Any) -> str:
@@ -40,3 +40,32 @@ def judge_note(metrics: dict) -> List[str]:
     if metrics.get("generation_failures"):
         notes.append(f"{metrics['generation_failures']} generation(s) failed and were scored as empty answers.")
     return notes
+
+
+Headline = Dict[str, Dict[str, Any]]  # {table title: {column: value}}: a suite's main numbers for one model
+
+
+def headline_tables(headline: Headline, label: str, details: Optional[Dict[str, str]] = None,
+                    notes: Sequence[str] = ()) -> str:
+    """One table per headline title, one row for `label`; `details` adds a parenthesis to a title."""
+    out = []
+    for i, (title, columns) in enumerate(headline.items()):
+        extra = (details or {}).get(title)
+        out.append(markdown_table(["Model", *columns], [[label, *columns.values()]],
+                                  title=f"{title} ({extra})" if extra else title, notes=notes if i == 0 else ()))
+    return "\n".join(out)
+
+
+def comparison_tables(runs: Dict[str, Headline]) -> str:
+    """Several runs side by side, one row per run label, as in the papers' result tables."""
+    titles: List[str] = []
+    for headline in runs.values():
+        titles += [t for t in headline if t not in titles]
+    out = []
+    for title in titles:
+        columns: List[str] = []
+        for headline in runs.values():
+            columns += [c for c in headline.get(title, {}) if c not in columns]
+        rows = [[label, *[runs[label].get(title, {}).get(c) for c in columns]] for label in runs if title in runs[label]]
+        out.append(markdown_table(["Model", *columns], rows, title=title))
+    return "\n".join(out)

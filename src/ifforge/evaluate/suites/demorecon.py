@@ -17,7 +17,7 @@ from ifforge.evaluate.data import read_rows
 from ifforge.evaluate.judge import ask, parse_verdict
 from ifforge.evaluate.rates import mean, pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
-from ifforge.evaluate.tables import judge_note, markdown_table
+from ifforge.evaluate.tables import headline_tables, judge_note
 from ifforge.prompts import render
 
 
@@ -96,10 +96,13 @@ class DeMoReconEval(Suite):
         return rows, {"accuracy": pct(sum(parsed), len(parsed)), "n_items": len(items), "n_scored": len(parsed),
                       "unparseable": len(verdicts) - len(parsed)}
 
+    @classmethod
+    def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        return {"DeMoRecon-Eval": {"accuracy": metrics["accuracy"]}}
+
     def table(self, metrics: Dict[str, Any], label: str) -> str:
-        return markdown_table(["Model", "DeMoRecon-Eval"], [[label, metrics["accuracy"]]],
-                              title=f"DeMoRecon-Eval ({metrics['n_scored']} of {metrics['n_items']} judged)",
-                              notes=judge_note(metrics))
+        return headline_tables(self.headline(metrics), label, notes=judge_note(metrics), details={
+            "DeMoRecon-Eval": f"{metrics['n_scored']} of {metrics['n_items']} judged"})
 
 
 @SUITES.register("demorecon_det", schema=DeMoReconDetConfig)
@@ -141,10 +144,12 @@ class DeMoReconDet(Suite):
         if metrics["unparseable"]:
             notes.append(f"{metrics['unparseable']} answer(s) of the model under test were neither Yes nor No and "
                          f"are left out of the rates.")
-        return markdown_table(["Model", "DeMoRecon-Det accuracy", "balanced accuracy"],
-                              [[label, metrics["accuracy"], metrics["balanced_accuracy"]]],
-                              title=f"DeMoRecon-Det ({metrics['n_scored']} of {metrics['n_items']} answered)",
-                              notes=notes)
+        return headline_tables(self.headline(metrics), label, notes=notes, details={
+            "DeMoRecon-Det": f"{metrics['n_scored']} of {metrics['n_items']} answered"})
+
+    @classmethod
+    def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        return {"DeMoRecon-Det": {"accuracy": metrics["accuracy"], "balanced accuracy": metrics["balanced_accuracy"]}}
 
 
 def detection_metrics(pairs: List[Tuple[bool, bool]], n_items: int) -> Dict[str, Any]:

@@ -22,7 +22,7 @@ from ifforge.evaluate.judge import ask, parse_verdict_list
 from ifforge.evaluate.rates import mean, pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
 from ifforge.evaluate.suites.followbench_rules import rule_verdicts
-from ifforge.evaluate.tables import judge_note, markdown_table
+from ifforge.evaluate.tables import headline_tables, judge_note, markdown_table
 from ifforge.prompts import render
 
 CATEGORIES = ("content", "situation", "style", "format", "example", "mixed")
@@ -128,15 +128,17 @@ class FollowBench(Suite):
         metrics.update(n_items=len(items), n_rule=sum(r["method"] == "rule" for r in rows), n_judge=len(to_judge))
         return rows, metrics
 
+    @classmethod
+    def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        return {f"FollowBench ({kind.upper()})": {
+            **{f"Level {lvl}": metrics["per_level"][str(lvl)][kind] for lvl in LEVELS}, "Avg.": metrics[f"{kind}_avg"]}
+            for kind in ("hsr", "ssr")}
+
     def table(self, metrics: Dict[str, Any], label: str) -> str:
-        head = ["Model"] + [f"Level {lvl}" for lvl in LEVELS] + ["Avg."]
-        out = []
-        for kind in ("hsr", "ssr"):
-            out.append(markdown_table(
-                head, [[label] + [metrics["per_level"][str(lvl)][kind] for lvl in LEVELS] + [metrics[f"{kind}_avg"]]],
-                title=f"FollowBench ({kind.upper()}, {metrics['n_scored']} of {metrics['n_items']} items scored: "
-                      f"{metrics['n_rule']} by rule, {metrics['n_judge']} by the judge)",
-                notes=judge_note(metrics) if kind == "hsr" else ()))
+        scored = (f"{metrics['n_scored']} of {metrics['n_items']} items scored: {metrics['n_rule']} by rule, "
+                  f"{metrics['n_judge']} by the judge")
+        out = [headline_tables(self.headline(metrics), label, notes=judge_note(metrics),
+                               details={"FollowBench (HSR)": scored, "FollowBench (SSR)": scored})]
         cats = metrics["per_category"]
         out.append(markdown_table(
             ["Category"] + [f"L{lvl} HSR" for lvl in LEVELS] + [f"L{lvl} SSR" for lvl in LEVELS],

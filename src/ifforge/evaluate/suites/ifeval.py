@@ -18,7 +18,7 @@ from ifforge.evaluate import SUITES
 from ifforge.evaluate.data import load_hub, read_rows
 from ifforge.evaluate.rates import pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
-from ifforge.evaluate.tables import markdown_table
+from ifforge.evaluate.tables import headline_tables, markdown_table
 
 METRIC_KEYS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
 
@@ -117,12 +117,16 @@ class IFEval(Suite):
                 for it, resp, vs in zip(items, responses, verdicts)]
         return rows, aggregate(verdicts)
 
+    @classmethod
+    def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        return {"IFEval": {"strict prompt": metrics["prompt_level_strict_acc"],
+                           "loose prompt": metrics["prompt_level_loose_acc"],
+                           "strict instruction": metrics["inst_level_strict_acc"],
+                           "loose instruction": metrics["inst_level_loose_acc"]}}
+
     def table(self, metrics: Dict[str, Any], label: str) -> str:
-        main = markdown_table(
-            ["Model", "strict prompt", "loose prompt", "strict instruction", "loose instruction"],
-            [[label, metrics["prompt_level_strict_acc"], metrics["prompt_level_loose_acc"],
-              metrics["inst_level_strict_acc"], metrics["inst_level_loose_acc"]]],
-            title=f"IFEval ({metrics['n_prompts']} prompts, {metrics['n_instructions']} instructions)")
+        main = headline_tables(self.headline(metrics), label, details={
+            "IFEval": f"{metrics['n_prompts']} prompts, {metrics['n_instructions']} instructions"})
         per = markdown_table(
             ["Instruction", "n", "strict", "loose"],
             [[t, m["n"], m["strict_acc"], m["loose_acc"]] for t, m in metrics["per_instruction"].items()],

@@ -17,7 +17,7 @@ from ifforge.evaluate.data import load_hub, read_rows
 from ifforge.evaluate.judge import ask, parse_verdict
 from ifforge.evaluate.rates import pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
-from ifforge.evaluate.tables import judge_note, markdown_table
+from ifforge.evaluate.tables import headline_tables, judge_note
 from ifforge.prompts import render
 
 SUBSETS = {"Easy_set": "easy", "Hard_set": "hard"}
@@ -84,9 +84,12 @@ class InfoBench(Suite):
         metrics["n_items"] = len(items)
         return rows, metrics
 
+    @classmethod
+    def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        return {"InFoBench DRFR": {"Easy": metrics["drfr_easy"], "Hard": metrics["drfr_hard"],
+                                   "Overall": metrics["drfr_overall"]}}
+
     def table(self, metrics: Dict[str, Any], label: str) -> str:
-        return markdown_table(["Model", "Easy", "Hard", "Overall"],
-                              [[label, metrics["drfr_easy"], metrics["drfr_hard"], metrics["drfr_overall"]]],
-                              title=f"InFoBench DRFR ({metrics['n_judged']} of {metrics['n_questions']} "
-                                    f"requirements judged, {metrics['n_items']} instructions)",
-                              notes=judge_note(metrics))
+        return headline_tables(self.headline(metrics), label, notes=judge_note(metrics), details={
+            "InFoBench DRFR": f"{metrics['n_judged']} of {metrics['n_questions']} requirements judged, "
+                              f"{metrics['n_items']} instructions"})

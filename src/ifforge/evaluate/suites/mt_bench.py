@@ -18,7 +18,7 @@ from ifforge.evaluate import SUITES
 from ifforge.evaluate.data import load_hub, read_rows
 from ifforge.evaluate.judge import ask, parse_rating
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
-from ifforge.evaluate.tables import judge_note, markdown_table
+from ifforge.evaluate.tables import headline_tables, judge_note, markdown_table
 from ifforge.errors import UserError
 from ifforge.prompts import render
 
@@ -99,11 +99,14 @@ class MTBench(Suite):
                       "per_category": {k: _mean(v) for k, v in sorted(per_category.items())},
                       "n_items": len(items), "n_graded": len(scored), "unparseable": len(jobs) - len(scored)}
 
+    @classmethod
+    def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        turns = {f"Turn {t}": metrics["per_turn"][t] for t in sorted(metrics["per_turn"])}
+        return {"MT-Bench": {"Score": metrics["score"], **turns}}
+
     def table(self, metrics: Dict[str, Any], label: str) -> str:
-        turns = sorted(metrics["per_turn"])
-        main = markdown_table(["Model", "Score"] + [f"Turn {t}" for t in turns],
-                              [[label, metrics["score"]] + [metrics["per_turn"][t] for t in turns]],
-                              title=f"MT-Bench (1-10, {metrics['n_graded']} answers graded)", notes=judge_note(metrics))
+        main = headline_tables(self.headline(metrics), label, notes=judge_note(metrics),
+                               details={"MT-Bench": f"1-10, {metrics['n_graded']} answers graded"})
         cats = markdown_table(["Category", "Score"], [[c, s] for c, s in metrics["per_category"].items()],
                               title="MT-Bench per category")
         return main + "\n" + cats
