@@ -87,8 +87,10 @@ class EvalStage(Stage):
                 if node[key] and not Path(str(node[key])).expanduser().exists():
                     raise UserError(f"eval.{name}.{key}: not found: {node[key]}")
         discover("ifforge.llm.backends")
-        if any(_generates(cfg.eval[n]) for n in suites) and not uses_train(cfg):
-            BACKENDS.get(str(cfg.candidate.name))(candidate_node(cfg)).check()
+        if any(_generates(cfg.eval[n]) for n in suites):
+            backend = BACKENDS.get(str(cfg.candidate.name))
+            if not uses_train(cfg):  # a checkpoint still to be trained cannot be checked yet
+                backend(candidate_node(cfg)).check()
         if any(cls.uses_judge for cls in suites.values()):
             BACKENDS.get(str(cfg.judge.name))(cfg.judge).check()
 
