@@ -157,3 +157,17 @@ def test_wiring_is_checked_before_any_request():
         check_wiring(steps[1:], {"seed_id", "instruction"}, aug.assembly_reads)
     with pytest.raises(UserError, match=r"'respond_reference' reads \['response'\]"):
         check_wiring(steps[:3] + steps[4:], {"seed_id", "instruction"}, aug.assembly_reads)
+
+
+def test_train_seeds_caps_training_groups_and_keeps_the_eval_split():
+    rows = group("t1", 2) + group("t2", 2) + group("t3", 2) + group("t4", 2) + group("e1", 4, holdout=True)
+    ctx = FakeCtx()
+    ctx.step_counts = {}
+    full = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4)
+    capped = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4, train_seeds=2)
+    again = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4, train_seeds=2)
+    kept = {r["seed_id"] for r in capped["sft"]}
+    assert len(kept) == 2 and kept == {r["seed_id"] for r in capped["plain"]} == {r["seed_id"] for r in capped["dpo"]}
+    assert capped == again  # seeded
+    assert capped["eval"] == full["eval"] and capped["det"] == full["det"]
+    assert ctx.step_counts["train_seeds"] == {"in": 4, "out": 2, "rejected": 0}

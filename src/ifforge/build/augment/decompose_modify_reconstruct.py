@@ -57,6 +57,7 @@ class DeMoReconConfig:
     name: str = "decompose_modify_reconstruct"
     variants_per_seed: Optional[int] = None  # null: a variant for every usable sub-instruction
     max_sub_instructions: Optional[int] = None  # seeds decomposed into more are dropped (too complex)
+    train_seeds: Optional[int] = None  # seeds kept for sft/dpo/plain after the eval split (Table 3); null: all
     seed: int = 0  # every sampled choice: eval seeds, variants, DPO pairs, figure points
     params: Dict[str, Any] = field(default_factory=dict)  # sampling overrides for the E.2 and E.3 calls
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
@@ -95,7 +96,8 @@ class DecomposeModifyReconstruct(Augmentation):
         from ifforge.build.demorecon.assembly import assemble
 
         return assemble(rows, ctx, seed=self.cfg.seed, max_pairs_per_seed=self.cfg.dpo.max_pairs_per_seed,
-                        eval_sub_instructions=self.cfg.eval_split.sub_instructions)
+                        eval_sub_instructions=self.cfg.eval_split.sub_instructions,
+                        train_seeds=self.cfg.train_seeds)
 
     def statistics(self, splits: Dict[str, List[Row]], ctx: BuildContext) -> Dict[str, Any]:
         from ifforge.build.demorecon import stats

@@ -57,11 +57,17 @@ def det_rows(variants: List[Row]) -> List[Row]:
 
 
 def assemble(rows: List[Row], ctx: BuildContext, *, seed: int, max_pairs_per_seed: Optional[int],
-             eval_sub_instructions: int) -> Dict[str, List[Row]]:
+             eval_sub_instructions: int, train_seeds: Optional[int] = None) -> Dict[str, List[Row]]:
     groups: Dict[str, List[Row]] = {}
     for r in rows:
         groups.setdefault(r["group_id"], []).append(r)
     splits: Dict[str, List[Row]] = {name: [] for name in SPLITS}
+    trainable = [g for g, ms in groups.items() if not ms[0]["eval_holdout"]]
+    if train_seeds is not None and train_seeds < len(trainable):
+        # Table 3: fewer training seeds, the same eval split. A seeded choice among the seeds left for training.
+        keep = set(random.Random(f"{seed}:train_seeds").sample(trainable, train_seeds))
+        ctx.step_counts["train_seeds"] = {"in": len(trainable), "out": train_seeds, "rejected": 0}
+        groups = {g: ms for g, ms in groups.items() if ms[0]["eval_holdout"] or g in keep}
     for g, members in groups.items():
         members = sorted(members, key=lambda r: r["variant_index"])
         original = next((m for m in members if m["is_original"]), None)
