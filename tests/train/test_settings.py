@@ -118,6 +118,8 @@ def test_fingerprint_ignores_eval_logging_and_other_objectives_rows(tmp_path):
     assert train_fp("eval.ifeval.limit=3", "candidate.max_tokens=17") == base
     assert train_fp("+objective.trainer.logging_steps=5", "objective.keep_checkpoints=true") == base
     assert train_fp("model.hparams.dpo.learning_rate=0.5") == base  # another objective's row
+    assert train_fp("model.lora.r=4") == base  # LoRA settings while model.peft=none
+    assert train_fp("model.lora.r=4", "model.peft=lora") != train_fp("model.peft=lora")
     assert train_fp("model.hparams.sft.learning_rate=0.5") != base
     assert train_fp("+objective.trainer.num_train_epochs=9") != base
     assert train_fp("seed=1") != base

@@ -87,13 +87,14 @@ def train(cfg: DictConfig, out: Path, build_dir: Path, build_fingerprint: str) -
     if resume is not None:
         log.info("[train] resuming from %s", resume)
     _reset_peak_memory()
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    seconds = time.time() - started
+    seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
 
     model_dir = _save_final(trainer, tokenizer, cfg, out, model_path)
     stats = _stats(cfg, plan, trainer, result, seconds, dataset, resume, model_dir, model_path,
                    template_source, build_fingerprint)
+    stats["train_cpu_seconds"] = round(cpu_seconds, 3)  # this process, all threads: the cost on a shared CPU
     trainer.accelerator.wait_for_everyone()
     if distributed.is_main():
         report.write(out, stats, plan.chosen_args)

@@ -143,6 +143,8 @@ def fingerprint_slice(cfg: DictConfig) -> Dict[str, Any]:
     minus runtime-only knobs, and the seed. The build's fingerprint comes in through the stage inputs."""
     model = {k: v for k, v in plain(cfg.model).items() if k != "hparams"}
     model["hparams"] = model_hparams(cfg)
+    if model.get("peft") == "none":
+        model.pop("lora", None)  # LoRA settings without LoRA change nothing
     objective = {k: v for k, v in plain(cfg.objective).items() if k not in OBJECTIVE_RUNTIME_FIELDS}
     objective["trainer"] = {k: v for k, v in _normalised(cfg.objective.trainer).items()
                             if k not in TRAINER_RUNTIME_FIELDS}
