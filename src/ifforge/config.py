@@ -22,6 +22,8 @@ class PathsConfig:
     # Absolute so that every job of a sweep, whatever its working directory, shares one artifact store.
     artifacts: str = "${hydra:runtime.cwd}/artifacts"
     cache: str = "${paths.artifacts}/llm_cache.sqlite"
+    # Local copies of the public benchmarks and seed sets (the demo and tests read them; real runs load the hub).
+    data: str = "${oc.env:IFFORGE_SHARED_DATA,${hydra:runtime.cwd}/../shared/data}"
 
 
 @dataclass
