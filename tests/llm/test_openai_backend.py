@@ -235,9 +235,19 @@ def test_rpm_limit_paces_requests(openai_server, make):
     assert arrivals[-1] - arrivals[0] >= 0.4  # spread out at the server too, not sent as one burst late
 
 
-def test_tpm_limit_within_budget_does_not_block(openai_server, make):
+def test_tpm_limit_is_charged_the_token_estimate(openai_server, make, monkeypatch):
+    charged = []
+    acquire = openai_api.AsyncLimiter.acquire
+
+    async def spy(self, amount=1):
+        charged.append(amount)
+        return await acquire(self, amount)
+
+    monkeypatch.setattr(openai_api.AsyncLimiter, "acquire", spy)
     gen = make(tpm=1_000_000)
-    assert all(r.ok for r in gen.generate([req(f"t{i}") for i in range(4)]))
+    results = gen.generate([req("x" * 39 + str(i), params={"max_tokens": 100}) for i in range(3)])
+    assert all(r.ok for r in results)
+    assert charged == [110, 110, 110]  # prompt chars / 4 + max_tokens, once per HTTP attempt
 
 
 def test_sequential_runs_and_from_inside_an_event_loop(openai_server, make):
