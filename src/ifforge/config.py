@@ -68,6 +68,7 @@ class GeneratorConfig:
     top_p: float = 1.0
     max_tokens: int = 512
     seed: Optional[int] = None
+    stop: Optional[List[str]] = None
     # accounting: USD per million tokens, for the manifest's cost_usd
     price_prompt_per_mtok: float = 0.0
     price_completion_per_mtok: float = 0.0
