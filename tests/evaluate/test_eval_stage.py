@@ -88,6 +88,7 @@ def test_all_suites_then_cached_rerun(tmp_path, openai_server, tiny_model_dir, m
     suites = json.loads(open(f"{out}/suites.json").read())
     rows = [json.loads(x) for x in open(f"{suites['infobench']}/results.jsonl")]
     assert rows[0]["response"] is not None and rows[0]["checks"][0]["judge_output"]
+    assert rows[0]["judge_model"] == "openai:judge-model"
     fb_rows = [json.loads(x) for x in open(f"{suites['followbench']}/results.jsonl")]
     assert {r["method"] for r in fb_rows} == {"rule", "judge"}
     tables = open(f"{out}/tables.md").read()

@@ -43,8 +43,10 @@ def run_suite(suite: Suite, out: Path, about: Dict[str, Any]) -> Dict[str, Any]:
     metrics["generation_failures"] = failures
     metrics["responses_file"] = str(suite.cfg.responses) if suite.cfg.responses else None
     metrics["candidate"] = None if suite.cfg.responses else about["candidate"]
-    if suite.uses_judge:
+    if suite.uses_judge:  # judge drift changes scores: every row says who judged it
         metrics["judge"] = about["judge"]
+        for row in rows:
+            row["judge_model"] = f"{about['judge']['backend']}:{about['judge']['model']}"
     write_jsonl(out / "results.jsonl", rows)
     write_json_atomic(out / "metrics.json", metrics)
     label = f"responses: {Path(str(suite.cfg.responses)).name}" if suite.cfg.responses else about["label"]
