@@ -126,3 +126,22 @@ def test_cli_scores_given_responses_without_a_model(tmp_path):
     stats = json.loads(open(f"{out}/manifest.json").read())["stats"]
     assert "candidate" not in stats and "judge" not in stats  # nothing generated, no model loaded
     assert "responses: answers.jsonl" in open(f"{out}/tables.md").read()
+
+
+def test_cli_evaluates_the_checkpoint_trained_upstream(tmp_path, openai_server):
+    openai_server.on("topic", lambda body: "One short line about " + body["messages"][-1]["content"][-8:])
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"id": f"s{i}", "instruction": f"Write one line about topic {i}."}) + "\n"
+                             for i in range(4)))
+    proc = run_cli(["stages=[build,train,eval]", "seeds=jsonl", f"seeds.path={seeds}", "seeds.id_field=id",
+                    "generator=openai", f"generator.base_url={openai_server.url}", "generator.model=gen",
+                    "model=tiny", "objective=sft", "eval=[ifeval]", "candidate.max_tokens=8",
+                    f"eval.ifeval.path={DATA / 'ifeval' / 'input_data.jsonl'}", "eval.ifeval.limit=2"],
+                   tmp_path, env={"OPENAI_API_KEY": "k"}, check=True)
+    out = proc.stdout.strip().split("eval: ")[-1]
+    train_dir = proc.stdout.split("train: ")[1].split()[0]
+    evaluated = json.loads(open(f"{out}/metrics.json").read())["ifeval"]["candidate"]
+    assert evaluated == {"backend": "hf_local", "model": f"{train_dir}/model"}
+    manifest = json.loads(open(f"{out}/manifest.json").read())
+    assert manifest["inputs"]["train"]["path"] == train_dir  # the checkpoint's fingerprint keys the scores
+    assert "(trained: sft)" in open(f"{out}/tables.md").read()
