@@ -58,9 +58,15 @@ class Stage:
         raise NotImplementedError
 
 
+_discovered = False
+
+
 def _stages() -> Registry:
-    if not STAGES.names():
+    # A flag, not "is the registry empty": importing one stage module (eval imports build) registers it early.
+    global _discovered
+    if not _discovered:
         discover("ifforge.stages")
+        _discovered = True
     return STAGES
 
 
