@@ -9,6 +9,7 @@ Supported launches (every rank runs the whole `ifforge` command; see launchers/a
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from pathlib import Path
@@ -76,6 +77,9 @@ class TorchProcessGroup:
             if backend == "nccl":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group(backend=backend)
+            # Torn down before the interpreter is: a group left to its destructor at exit can abort the process
+            # ("terminate called without an active exception"), and the launcher then reports a failed rank.
+            atexit.register(_destroy_process_group)
         self._dist = dist
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
@@ -87,6 +91,13 @@ class TorchProcessGroup:
 
     def barrier(self) -> None:
         self._dist.barrier()
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def process_group() -> Optional[TorchProcessGroup]:

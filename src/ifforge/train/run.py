@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig
 
 from ifforge.train import chat_templates, data, distributed, loading, precision, report, settings
+from ifforge.train.callbacks import NoCheckpointAtTheEnd
 
 log = logging.getLogger("ifforge")
 CHECKPOINTS = "checkpoints"
@@ -27,7 +28,7 @@ ADAPTER_DIR = "adapter"
 
 
 def extra_callbacks() -> List[Any]:
-    """Callbacks added to every run: none in production; tests patch this to interrupt a run."""
+    """More callbacks for every run: none in production; tests patch this to interrupt a run."""
     return []
 
 
@@ -74,6 +75,8 @@ def train(cfg: DictConfig, out: Path, build_dir: Path, build_fingerprint: str) -
     args = settings.config_class(objective.kind)(output_dir=str(out / CHECKPOINTS), **plan.trainer_args)
     model = loading.load_model(cfg.model, plan.device, model_path)
     callbacks = extra_callbacks()
+    if not cfg.objective.keep_checkpoints:
+        callbacks.append(NoCheckpointAtTheEnd())
     if objective.kind == "sft":
         from ifforge.train import sft
 
