@@ -93,6 +93,8 @@ def test_mistakes_fail_with_a_clear_message(tmp_path):
         settings.check_objective(compose(tmp_path, ["objective=dpo", "objective.group_batches=true"]))
     with pytest.raises(UserError, match="unknown objective"):
         settings.check_objective(compose(tmp_path, ["objective.name=ppo"]))
+    with pytest.raises(UserError, match="rows for unknown objectives"):
+        settings.check_objective(compose(tmp_path, ["model=tiny", "+model.hparams.sfft={learning_rate: 1.0}"]))
 
 
 def test_preflight_catches_model_and_deepspeed_problems(tmp_path):

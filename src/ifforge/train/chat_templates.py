@@ -44,13 +44,14 @@ def load(name_or_path: str) -> str:
                     "nor a .jinja file")
 
 
-def check_setting(name_or_path: Optional[str]) -> None:
-    """Preflight: the configured template exists and has generation markers."""
+def check_setting(name_or_path: Optional[str], needs_markers: bool) -> None:
+    """Preflight: the configured template exists, with generation markers when the loss needs them."""
     if name_or_path is None:
         return
     from trl.chat_template_utils import has_generation_markers
 
-    if not has_generation_markers(load(name_or_path)):
+    template = load(name_or_path)
+    if needs_markers and not has_generation_markers(template):
         raise UserError(f"model.chat_template={name_or_path!r} has no {{% generation %}} markers around the "
                         "assistant's reply, so the assistant-only loss cannot find the tokens to train on")
 

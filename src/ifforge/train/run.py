@@ -56,7 +56,7 @@ def check(cfg: DictConfig) -> None:
     plan = Plan(cfg)
     distributed.check_deepspeed(cfg.objective.deepspeed)
     loading.check(cfg.model, plan.device)
-    chat_templates.check_setting(cfg.model.chat_template)
+    chat_templates.check_setting(cfg.model.chat_template, plan.needs_markers)
 
 
 def train(cfg: DictConfig, out: Path, build_dir: Path, build_fingerprint: str) -> Dict[str, Any]:

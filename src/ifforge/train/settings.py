@@ -129,6 +129,10 @@ def check_trainer_keys(args: Mapping[str, Any], kind: str) -> None:
 
 def check_objective(cfg: DictConfig) -> Objective:
     objective = objective_of(cfg)
+    rows = sorted(set(plain(cfg.model.get("hparams")) or {}) - set(OBJECTIVES))
+    if rows:
+        raise UserError(f"model.hparams has rows for unknown objectives {rows}; rows are named after objectives: "
+                        f"{', '.join(sorted(OBJECTIVES))}")
     if objective.kind != "dpo" and cfg.objective.beta is not None:
         raise UserError(f"objective.beta applies to DPO objectives, not {objective.name!r}")
     if objective.kind != "sft" and cfg.objective.group_batches:
