@@ -11,8 +11,12 @@ from transformers import TrainerCallback
 from ifforge.train import run as train_run
 from tests.train.conftest import run_train, train_cfg
 
-SETTINGS = ["objective.group_batches=true", "+objective.trainer.max_steps=7", "+objective.trainer.save_steps=3",
-            "+objective.trainer.per_device_train_batch_size=1", "+objective.trainer.learning_rate=5e-3"]
+# 12 rows in 4 groups of 3: 4 grouped batches or 6 batches of 2 rows per epoch, so 7 steps cross an epoch boundary
+# and the crash at step 4 lands inside the first epoch (the resumed run must skip exactly the trained batches).
+SETTINGS = ["+objective.trainer.max_steps=7", "+objective.trainer.save_steps=3",
+            "+objective.trainer.learning_rate=5e-3"]
+GROUPED = ["objective.group_batches=true", "+objective.trainer.per_device_train_batch_size=1"]
+PLAIN = ["+objective.trainer.per_device_train_batch_size=2"]
 
 
 class Crash(RuntimeError):
@@ -34,8 +38,10 @@ def weights(model_dir: Path):
     return load_file(str(model_dir / "model.safetensors"))
 
 
-def test_resume_continues_from_the_saved_step_with_the_same_data_order(tmp_path, tiny_model_dir, monkeypatch):
-    cfg = train_cfg(tmp_path / "a", tiny_model_dir, "sft", SETTINGS)
+@pytest.mark.parametrize("batching", [GROUPED, PLAIN], ids=["grouped", "shuffled_rows"])
+def test_resume_continues_from_the_saved_step_with_the_same_data_order(tmp_path, tiny_model_dir, monkeypatch,
+                                                                       batching):
+    cfg = train_cfg(tmp_path / "a", tiny_model_dir, "sft", SETTINGS + batching)
     monkeypatch.setattr(train_run, "extra_callbacks", lambda: [CrashAtStep(4)])
     with pytest.raises(Crash):
         run_train(cfg)
@@ -50,7 +56,7 @@ def test_resume_continues_from_the_saved_step_with_the_same_data_order(tmp_path,
     assert resumed["resumed_from_step"] == 3 and resumed["steps"] == 7
     assert [s for s, _ in resumed["loss_curve"]["loss"]] == list(range(1, 8))  # the history survives the crash
 
-    straight = run_train(train_cfg(tmp_path / "b", tiny_model_dir, "sft", SETTINGS))["stats"]
+    straight = run_train(train_cfg(tmp_path / "b", tiny_model_dir, "sft", SETTINGS + batching))["stats"]
     assert straight["resumed_from_step"] is None
     # Same steps on the same batches in the same order: the same losses and the same weights.
     losses = [[v for _, v in run["loss_curve"]["loss"]] for run in (resumed, straight)]
