@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from tests.helpers.models import smollm2_dir, tiny_model_dir  # noqa: F401  (fixtures)
+# The model fixtures (tiny_model_dir, smollm2_dir) come from tests/conftest.py (tests.helpers.models).
 
 
 def sft_rows(n_groups: int = 4, variants: int = 2) -> List[Dict[str, Any]]:
