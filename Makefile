@@ -29,6 +29,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generator_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/eval_speed.py
 
 clean:
 	rm -rf artifacts outputs multirun/*/ .pytest_cache
