@@ -82,6 +82,25 @@ def _english(text: str) -> bool:
         return False
 
 
+def selection_reason(text: str, cfg: Any, seen: Dict[str, str], item_id: str, subject: str = "",
+                     key: str = "") -> Optional[str]:
+    """Why `text` fails the selection rules (length, words, language, duplicate), or None when it passes (and is
+    then remembered for dedupe). Shared by seed loading and Conifer's mix loading: `subject` names the text in
+    the reason ("first turn "), `key` prefixes the option names ("seeds.")."""
+    if cfg.max_chars is not None and len(text) > cfg.max_chars:
+        return f"{subject}longer than {key}max_chars={cfg.max_chars}"
+    if cfg.min_words is not None and len(text.split()) < cfg.min_words:
+        return f"{subject}has fewer than {key}min_words={cfg.min_words} words"
+    if cfg.english_only and not _english(text):
+        return f"{subject}not English ({key}english_only)"
+    if cfg.dedupe:
+        key = " ".join(text.lower().split())
+        if key in seen:
+            return f"duplicate of {seen[key]}"
+        seen[key] = item_id
+    return None
+
+
 def load_seeds(cfg: Any, reject: Reject) -> List[Row]:
     seeds: List[Row] = []
     seen: Dict[str, str] = {}
@@ -102,21 +121,10 @@ def load_seeds(cfg: Any, reject: Reject) -> List[Row]:
             continue
         text = text.strip()
         row["instruction"] = text
-        if cfg.max_chars is not None and len(text) > cfg.max_chars:
-            reject(row, f"longer than seeds.max_chars={cfg.max_chars}")
+        why = selection_reason(text, cfg, seen, f"seed {seed_id}", key="seeds.")
+        if why:
+            reject(row, why)
             continue
-        if cfg.min_words is not None and len(text.split()) < cfg.min_words:
-            reject(row, f"fewer than seeds.min_words={cfg.min_words} words")
-            continue
-        if cfg.english_only and not _english(text):
-            reject(row, "not English (seeds.english_only)")
-            continue
-        if cfg.dedupe:
-            key = " ".join(text.lower().split())
-            if key in seen:
-                reject(row, f"duplicate of seed {seen[key]}")
-                continue
-            seen[key] = seed_id
         seeds.append(row)
     if cfg.sample is not None and cfg.sample < len(seeds):
         keep = set(random.Random(cfg.seed).sample(range(len(seeds)), cfg.sample))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ifforge.build.conifer.sampling import pick
-from ifforge.build.seeds import _english, _records, check_seeds_source
+from ifforge.build.seeds import _records, check_seeds_source, selection_reason
 from ifforge.config import SeedsConfig
 from ifforge.errors import UserError
 
@@ -83,22 +83,10 @@ def load_conversations(ds: Any, reject: Reject) -> List[Row]:
         if messages is None:
             reject(item, why)
             continue
-        first = messages[0]["content"].strip()
-        if ds.max_chars is not None and len(first) > ds.max_chars:
-            reject(item, f"first turn longer than max_chars={ds.max_chars}")
+        why = selection_reason(messages[0]["content"].strip(), ds, seen, rid, subject="first turn ")
+        if why:
+            reject(item, why)
             continue
-        if ds.min_words is not None and len(first.split()) < ds.min_words:
-            reject(item, f"first turn has fewer than min_words={ds.min_words} words")
-            continue
-        if ds.english_only and not _english(first):
-            reject(item, "not English (english_only)")
-            continue
-        if ds.dedupe:
-            key = " ".join(first.lower().split())
-            if key in seen:
-                reject(item, f"duplicate of {seen[key]}")
-                continue
-            seen[key] = rid
         out.append({"messages": messages, "seed_id": rid})
     if ds.sample is not None:
         keep = pick((r["seed_id"] for r in out), ds.sample, ds.seed)
