@@ -53,6 +53,9 @@ def _app(cfg: DictConfig) -> None:
                 sys.exit(2)
         raise
     write_json_atomic(run_dir / "status.json", {"status": "ok"})
+    tables = Path(outputs.get("eval", "")) / "tables.md"
+    if "eval" in outputs and tables.is_file():  # the scores, laid out like the papers' tables
+        print(tables.read_text(encoding="utf-8").strip() + "\n")
     for stage, path in outputs.items():
         print(f"{stage}: {path}")
 

@@ -37,6 +37,46 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def content_digest(path: Optional[str]) -> Optional[str]:
+    """Content hash of a local file or directory: an edited data file must change the fingerprint."""
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        if not f.is_file():
+            from ifforge.errors import UserError
+
+            raise UserError(f"file not found: {f}")
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def file_digests(config: Any) -> Dict[str, str]:
+    """{path: content hash} for every string in `config` that names an existing local file (seed files, user
+    templates, data files), so that editing one in place rebuilds instead of silently reusing stale output."""
+    found: Dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str) and len(node) < 4096 and ("/" in node or "\\" in node):
+            try:
+                if Path(node).expanduser().is_file():
+                    found[node] = content_digest(node)  # type: ignore[assignment]
+            except OSError:
+                pass
+
+    walk(config)
+    return found
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -119,3 +119,17 @@ def test_sigkill_mid_build_then_resume_from_cache(tmp_path, openai_server):
     m = json.load(open(os.path.join(outputs(tmp_path)["build"], "manifest.json")))
     assert m["stats"]["splits"] == {"sft": n}
     assert m["stats"]["generator"]["cache_hits"] == cached
+
+
+def test_editing_the_seeds_file_in_place_rebuilds(tmp_path, openai_server):
+    srv = openai_server
+    seeds = seeds_file(tmp_path, 3)
+    run_cli(build_args(srv, seeds), tmp_path, env=ENV, check=True)
+    first, sent = outputs(tmp_path)["build"], srv.count()
+    seeds.write_text(seeds.read_text().replace("topic 2.", "topic two, edited."))  # same path, new content
+    run_cli(build_args(srv, seeds), tmp_path, env=ENV, check=True)
+    second = outputs(tmp_path)["build"]
+    assert second != first  # never a stale dataset reused
+    assert srv.count() - sent == 1  # only the edited seed is asked for; the others come from the cache
+    rows = [json.loads(l) for l in open(os.path.join(second, "sft.jsonl"))]
+    assert any("topic two, edited." in r["messages"][0]["content"] for r in rows)

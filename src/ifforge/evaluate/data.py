@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ifforge.artifacts import content_digest
 from ifforge.errors import UserError
 from ifforge.jsonl import read_jsonl
 
@@ -47,18 +47,8 @@ def load_hub(hf_name: str, split: str = "train", data_files: Optional[str] = Non
 
 
 def digest(path: Optional[str]) -> Optional[str]:
-    """Content hash of a local file or directory: an edited data or answers file must change the fingerprint."""
-    if not path:
-        return None
-    p = Path(path).expanduser()
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    h = hashlib.sha256()
-    for f in files:
-        if not f.is_file():
-            raise UserError(f"file not found: {f}")
-        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    """Content hash of a local file or directory (see ifforge.artifacts.content_digest)."""
+    return content_digest(path)
 
 
 def read_responses(path: str) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 from omegaconf import DictConfig
 
-from ifforge.artifacts import Artifact
+from ifforge.artifacts import Artifact, file_digests
 from ifforge.config import GENERATOR_RUNTIME_FIELDS
 from ifforge.pipeline import STAGES, Stage, plain
 from ifforge.registry import discover
@@ -43,6 +43,7 @@ class BuildStage(Stage):
                   "augmentation": plain(cfg.augmentation), "response": plain(cfg.response)}
         if aug.uses_judge() or resp.uses_judge():
             slice_["judge"] = generator_slice(cfg.judge)
+        slice_["files"] = file_digests(slice_)  # seeds, templates, data files: their content, not just their path
         return slice_
 
     def _steps(self, cfg: DictConfig):
