@@ -58,15 +58,8 @@ class Stage:
         raise NotImplementedError
 
 
-_discovered = False
-
-
 def _stages() -> Registry:
-    # A flag, not "is the registry empty": importing one stage module (eval imports build) registers it early.
-    global _discovered
-    if not _discovered:
-        discover("ifforge.stages")
-        _discovered = True
+    discover("ifforge.stages")
     return STAGES
 
 

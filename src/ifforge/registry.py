@@ -40,8 +40,15 @@ class Registry:
         return sorted(self._items)
 
 
+_discovered: set = set()
+
+
 def discover(package: str) -> None:
-    """Import every module of `package` so that their @register decorators run."""
+    """Import every module of `package` so that their @register decorators run (once per package: a registry that
+    already holds an entry may still miss the modules nobody imported directly)."""
+    if package in _discovered:
+        return
+    _discovered.add(package)
     pkg = importlib.import_module(package)
     for info in pkgutil.iter_modules(pkg.__path__):
         if not info.name.startswith("_"):

@@ -10,15 +10,11 @@ from ifforge.llm.types import ChatRequest, ChatResult, Completion, GeneratorStat
 from ifforge.registry import Registry, discover
 
 BACKENDS = Registry("generator backend")
-_discovered = False
 
 
 def make_generator(cfg: Any, cache_path: Optional[str] = None, role: str = "generator") -> Generator:
     """Build the generator for a `generator`/`judge` config node. Raises UserError on what a user must fix."""
-    global _discovered
-    if not _discovered:
-        discover("ifforge.llm.backends")
-        _discovered = True
+    discover("ifforge.llm.backends")
     backend_cls = BACKENDS.get(str(cfg.name))
     backend: Backend = backend_cls(cfg)
     backend.check()

@@ -56,15 +56,14 @@ class BuildStage(Stage):
     def preflight(self, cfg: DictConfig) -> None:
         from ifforge.build.context import check_wiring
         from ifforge.build.seeds import check_seeds_source
-        from ifforge.llm import BACKENDS, make_generator  # noqa: F401  (make_generator discovers backends)
-        from ifforge.registry import discover as _discover
+        from ifforge.llm import BACKENDS
 
         aug, steps = self._steps(cfg)
         check_wiring(steps, {"seed_id", "instruction"}, aug.assembly_reads)
         for part in (aug, _parts(cfg)[1]):  # option-specific checks: data files, a nested student model's backend
             getattr(part, "preflight", lambda: None)()
         check_seeds_source(cfg.seeds)
-        _discover("ifforge.llm.backends")
+        discover("ifforge.llm.backends")
         roles = ["generator"] + (["judge"] if "judge" in self.config(cfg) else [])
         for role in roles:  # e.g. a missing API key is reported now, before any work
             BACKENDS.get(cfg[role].name)(cfg[role]).check()
