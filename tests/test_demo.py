@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import outputs, run_cli
-from tests.helpers.data import SHARED_DATA
+from tests.helpers.data import SHARED_DATA, needs_shared_data
 
 
 @pytest.mark.slow
+@needs_shared_data
 def test_demo_experiment_runs_end_to_end(tmp_path):
     proc = run_cli([
         "experiment=demo", "seeds.limit=2", "generator.max_tokens=24", "objective.trainer.max_steps=1",

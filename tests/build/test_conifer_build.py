@@ -13,7 +13,7 @@ import datasets
 
 from ifforge.build.conifer.sampling import pick
 from tests.helpers.cli import openai_args, outputs, run_cli
-from tests.helpers.data import SHARED_DATA
+from tests.helpers.data import SHARED_DATA, needs_shared_data
 from tests.helpers.openai_server import Fault
 
 ENV = {"OPENAI_API_KEY": "test-key"}
@@ -259,6 +259,7 @@ def test_missing_data_file_fails_before_any_request(tmp_path, openai_server):
     assert openai_server.count() == 0
 
 
+@needs_shared_data
 def test_real_sharegpt_seeds_with_the_papers_selection_rules(tmp_path, openai_server):
     """The shipped ShareGPT first turns, selected as the paper does, through a teacher that always complies."""
     srv = openai_server

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from ifforge.build.seeds import load_seeds
 from ifforge.config import SeedsConfig
 from ifforge.errors import UserError
-from tests.helpers.data import SHARED_DATA
+from tests.helpers.data import SHARED_DATA, needs_shared_data
 
 
 def cfg(**kw):
@@ -67,6 +67,7 @@ def test_sharegpt_first_human_turn(tmp_path):
     assert len(rejected) == 1
 
 
+@needs_shared_data
 def test_real_shared_seed_files():
     rejected, rej = collect()
     alpaca = load_seeds(cfg(name="jsonl", path=str(SHARED_DATA / "seeds/alpaca_seed_tasks.jsonl"), id_field="id"), rej)

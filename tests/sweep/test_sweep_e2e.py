@@ -6,10 +6,11 @@ import json
 import pytest
 
 from tests.helpers.cli import openai_args, run_cli
-from tests.helpers.data import SHARED_DATA
+from tests.helpers.data import SHARED_DATA, needs_shared_data
 
 
 @pytest.mark.slow
+@needs_shared_data
 def test_four_job_sweep_shares_builds(tmp_path, openai_server):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text("".join(json.dumps({"id": f"s{i}", "instruction": f"Write one line about topic {i}."}) + "\n"
