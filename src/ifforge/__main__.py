@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import signal
 import sys
+from contextlib import redirect_stdout
+from io import StringIO
 from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ifforge.config import register_configs
-from ifforge.errors import UserError
+from ifforge.errors import Interrupted, UserError
+from ifforge.secrets import argv_credentials, redact_url, refusal, scrub_text
 
 # realpath: in the source tree src/ifforge/conf is a symlink to the top-level conf/; a wheel carries a copy.
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
@@ -33,6 +39,50 @@ for _name, _fn in (("ifforge.resource", _resource), ("ifforge.heaviest_stage", _
 register_configs()
 
 
+class _ScrubLogs(logging.Filter):
+    """Credentials in URLs never reach the console or the job's log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact_url(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise Interrupted(signum, signal.Signals(signum).name)
+
+
+def _install_signal_handlers() -> Dict[int, Any]:
+    """SIGTERM and SIGUSR2 (Slurm preemption, `scancel`) end the run like Ctrl-C: status.json says so and the
+    artifact lock is released. A handler someone else installed (submitit's requeue) is left alone."""
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGUSR2):
+        try:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, _on_signal)
+        except ValueError:  # not the main thread: leave signals to whoever owns it
+            pass
+    return previous
+
+
+def _explain(e: BaseException) -> Optional[Tuple[str, int, str]]:
+    """(one-line message, exit code, status) for the errors a user can cause or must act on; None otherwise."""
+    if isinstance(e, Interrupted):
+        return str(e), e.exit_code, "interrupted"
+    if isinstance(e, KeyboardInterrupt):
+        return str(Interrupted(signal.SIGINT, "Ctrl-C")), 128 + signal.SIGINT, "interrupted"
+    if isinstance(e, UserError):
+        return str(e), e.exit_code, "failed"
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if e.filename else ""
+        return f"no space left on the device{where}: free some space, then rerun to resume", 1, "failed"
+    if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EROFS):
+        return f"cannot write {e.filename or 'a file'}: {e.strerror}; check paths.artifacts / paths.cache", 1, "failed"
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _app(cfg: DictConfig) -> None:
     from hydra.types import RunMode
@@ -42,16 +92,26 @@ def _app(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ScrubLogs())
+    previous = _install_signal_handlers()
     try:
         outputs = run(cfg, run_dir=run_dir)
     except BaseException as e:
+        known = _explain(e)
+        status = known[2] if known else "failed"
+        message = known[0] if known else f"{type(e).__name__}: {e}"
         # status.json lets a sweep summary show this job as failed, with its error, instead of missing.
-        write_json_atomic(run_dir / "status.json", {"status": "failed", "error": f"{type(e).__name__}: {e}"[:2000]})
-        if isinstance(e, UserError):
-            print(f"ifforge: error: {e}", file=sys.stderr)  # one clear line instead of a traceback wall
-            if hc.mode != RunMode.MULTIRUN:  # in a sweep, Hydra records the failure and the other jobs go on
-                sys.exit(2)
+        write_json_atomic(run_dir / "status.json", {"status": status, "error": message[:2000]})
+        if known is None or isinstance(e, SystemExit):
+            raise
+        print(f"ifforge: error: {redact_url(known[0])}", file=sys.stderr)  # one line instead of a traceback wall
+        if hc.mode != RunMode.MULTIRUN or known[2] == "interrupted":  # in a sweep the other jobs go on
+            sys.exit(known[1])
         raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     write_json_atomic(run_dir / "status.json", {"status": "ok"})
     tables = Path(outputs.get("eval", "")) / "tables.md"
     if "eval" in outputs and tables.is_file():  # the scores, laid out like the papers' tables
@@ -61,6 +121,19 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    found = argv_credentials(argv)
+    if found:  # before Hydra writes the overrides into the run directory
+        print(f"ifforge: error: {refusal(found)}", file=sys.stderr)
+        sys.exit(2)
+    if any(a in ("--cfg", "-c", "--info", "-i") or a.startswith("--cfg=") for a in argv):
+        out = StringIO()
+        try:
+            with redirect_stdout(out):
+                _app()
+        finally:  # --cfg job prints the composed config: never a secret
+            sys.stdout.write(scrub_text(out.getvalue()))
+        return
     _app()
 
 

@@ -2,15 +2,18 @@
 
 The fingerprint hashes exactly the config slice a stage depends on plus its inputs' fingerprints, so changing an
 eval setting never rebuilds data or retrains. Only a directory whose `manifest.json` exists counts as done; the
-manifest is written last, atomically, so a crash never leaves a half-built artifact that looks finished.
+manifest is written last, atomically, so a crash never leaves a half-built artifact that looks finished. It lists
+every file with its size and SHA-256: reuse checks the sizes every time (the hashes with `verify=hash` or
+`ifforge-verify`), and a damaged artifact is never used: it is set aside and rebuilt, or, when it is an input the
+run does not build, the stage stops and says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,17 +22,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Protocol
 
 from filelock import FileLock
 
+from ifforge.secrets import redact
+
 MANIFEST = "manifest.json"
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|token)$", re.IGNORECASE)
-
-
-def redact(obj: Any) -> Any:
-    """Replace values of secret-looking keys. `api_key_env` (a variable *name*) is kept: it is not a secret."""
-    if isinstance(obj, Mapping):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) and v is not None else redact(v)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact(v) for v in obj]
-    return obj
+_log = logging.getLogger("ifforge")
 
 
 def fingerprint(payload: Any) -> str:
@@ -78,6 +74,8 @@ def file_digests(config: Any) -> Dict[str, str]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file), with credentials redacted (secrets.redact)."""
+    data = redact(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -108,6 +106,57 @@ class Artifact:
     def manifest(self) -> Dict[str, Any]:
         return json.loads(self.manifest_path.read_text())
 
+    def problem(self, hashes: bool = False) -> Optional[str]:
+        """Why this done artifact cannot be trusted (a file missing, resized or, with `hashes`, changed), or None."""
+        try:
+            files = self.manifest().get("files")
+        except (OSError, ValueError):
+            return "manifest.json cannot be read"
+        if not isinstance(files, dict):
+            return "its manifest lists no files (written by an older ifforge)"
+        for rel, meta in files.items():
+            p = self.path / rel
+            if not p.is_file():
+                return f"{rel} is missing"
+            size = p.stat().st_size
+            if size != meta.get("size"):
+                return f"{rel} is {size} bytes, the manifest says {meta.get('size')}"
+            if hashes and sha256_file(p) != meta.get("sha256"):
+                return f"{rel} changed (its SHA-256 differs from the manifest's)"
+        return None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inventory(root: Path) -> Dict[str, Dict[str, Any]]:
+    """{relative path: {size, sha256}} for every file of an artifact but its manifest and temporary files."""
+    files: Dict[str, Dict[str, Any]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != MANIFEST and not (p.name.startswith(".") and p.name.endswith(".tmp")):
+            files[p.relative_to(root).as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    return files
+
+
+def _reusable(artifact: Artifact, hashes: bool, log: Callable[[str], None]) -> bool:
+    """Whether a done artifact can be reused; a damaged one is set aside (kept for inspection) with a warning, so
+    that it is rebuilt: from the response cache for a build, so at no request cost."""
+    if not artifact.done:
+        return False
+    problem = artifact.problem(hashes)
+    if problem is None:
+        return True
+    aside = artifact.path.with_name(f"{artifact.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(artifact.path, aside)
+    _log.warning("[%s] %s is damaged (%s): rebuilding it; the damaged copy is kept at %s", artifact.stage,
+                 artifact.path, problem, aside)
+    return False
+
 
 class ProcessGroup(Protocol):
     """The ranks of one multi-process launch (torchrun, accelerate, Slurm tasks) that build an artifact together."""
@@ -135,6 +184,7 @@ def ensure(
     inputs: Optional[Mapping[str, Artifact]] = None,
     log: Callable[[str], None] = print,
     group: Optional[ProcessGroup] = None,
+    verify: str = "size",
 ) -> Artifact:
     """Reuse `artifact` if done; otherwise build it exactly once across processes.
 
@@ -143,17 +193,18 @@ def ensure(
     wiped before building: stages may keep resumable state there (training checkpoints).
 
     With a `group` of several ranks (a collective stage, e.g. multi-GPU training), every rank runs `build`
-    together: see `_ensure_collective`.
+    together: see `_ensure_collective`. `verify`: `size` or `hash`, how a done artifact is checked before reuse.
     """
+    hashes = verify == "hash"
     if group is not None and group.world_size > 1:
-        return _ensure_collective(artifact, config, build, inputs, log, group)
-    if artifact.done:
+        return _ensure_collective(artifact, config, build, inputs, log, group, hashes)
+    if artifact.done and artifact.problem(hashes) is None:
         log(f"[{artifact.stage}] reusing {artifact.path}")
         return artifact
     artifact.path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(artifact.path) + ".lock")
     with lock:
-        if artifact.done:  # someone built it while we waited
+        if _reusable(artifact, hashes, log):  # someone built it while we waited
             log(f"[{artifact.stage}] reusing {artifact.path} (built by another job)")
             return artifact
         artifact.path.mkdir(parents=True, exist_ok=True)
@@ -174,13 +225,14 @@ def _write_manifest(artifact: Artifact, config: Any, inputs: Optional[Mapping[st
             "inputs": {k: {"fingerprint": a.fingerprint, "path": str(a.path)} for k, a in (inputs or {}).items()},
             "timings": {"started": started, "finished": time.time(), "seconds": round(time.time() - started, 3)},
             "stats": stats,
+            "files": inventory(artifact.path),
         },
     )
 
 
 def _ensure_collective(artifact: Artifact, config: Any, build: Callable[[Path], Dict[str, Any]],
                        inputs: Optional[Mapping[str, Artifact]], log: Callable[[str], None],
-                       group: ProcessGroup) -> Artifact:
+                       group: ProcessGroup, hashes: bool = False) -> Artifact:
     """Build with every rank of `group`; only rank 0 takes the lock and writes the manifest.
 
     Rank 0 alone decides whether to build (it may first wait for another job that holds the lock) and broadcasts
@@ -189,10 +241,10 @@ def _ensure_collective(artifact: Artifact, config: Any, build: Callable[[Path], 
     """
     lock = FileLock(str(artifact.path) + ".lock")
     held = False
-    if group.rank == 0 and not artifact.done:
+    if group.rank == 0 and not (artifact.done and artifact.problem(hashes) is None):
         artifact.path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
-        held = not artifact.done  # built by another job while we waited: reuse it
+        held = not _reusable(artifact, hashes, log)  # built by another job while we waited: reuse it
         if not held:
             lock.release()
     try:

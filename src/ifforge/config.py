@@ -72,7 +72,13 @@ class GeneratorConfig:
     # accounting: USD per million tokens, for the manifest's cost_usd
     price_prompt_per_mtok: float = 0.0
     price_completion_per_mtok: float = 0.0
-    cache: bool = True
+    # true: answer identical requests from the response cache; false: no cache; refresh: ask again and overwrite
+    # what is cached (for an endpoint that served wrong answers under the right model name)
+    cache: Any = True
+    # Requests that still fail after their retries fail the stage. A run that accepts some loss sets the fraction
+    # of requests that may fail; the rows they belonged to are then missing, and the manifest and card say so.
+    max_failed_fraction: float = 0.0
+    keep_cut_off: bool = False  # keep replies cut off at max_tokens (rejected by default in builds)
     extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific extras (e.g. vllm engine args)
 
 
@@ -194,6 +200,42 @@ class Config:
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     seed: int = 0
+    # How a done artifact is checked before reuse: `size` (every file's size, cheap) or `hash` (SHA-256 as well).
+    verify: str = "size"
+
+
+def validate(cfg: Any) -> None:
+    """Values the schema's types allow but that mean nothing (a concurrency of 0, a negative timeout, no stages):
+    one line naming the key, before any work."""
+    from ifforge.errors import UserError
+
+    def need(ok: bool, key: str, rule: str, value: Any) -> None:
+        if not ok:
+            raise UserError(f"{key} must be {rule} (got {value!r})")
+
+    need(len(cfg.stages) > 0, "stages", "a non-empty list of build, train, eval", list(cfg.stages))
+    need(str(cfg.get("verify")) in ("size", "hash"), "verify", "size or hash", cfg.get("verify"))
+    for role in ("generator", "judge", "candidate"):
+        g = cfg[role]
+        model = g.get("model")
+        need(role == "candidate" and model is None or bool(str(model or "").strip()), f"{role}.model",
+             "a non-empty model name", model)
+        need(int(g.max_concurrency) >= 1, f"{role}.max_concurrency", ">= 1", g.max_concurrency)
+        need(float(g.timeout) > 0, f"{role}.timeout", "> 0 seconds", g.timeout)
+        need(int(g.max_retries) >= 0, f"{role}.max_retries", ">= 0", g.max_retries)
+        need(int(g.batch_size) >= 1, f"{role}.batch_size", ">= 1", g.batch_size)
+        need(int(g.max_tokens) >= 1, f"{role}.max_tokens", ">= 1", g.max_tokens)
+        for key in ("rpm", "tpm"):
+            need(g.get(key) is None or int(g[key]) >= 1, f"{role}.{key}", ">= 1 or null", g.get(key))
+        need(0.0 <= float(g.max_failed_fraction) <= 1.0, f"{role}.max_failed_fraction", "between 0 and 1",
+             g.max_failed_fraction)
+        need(g.cache in (True, False, "refresh"), f"{role}.cache", "true, false or refresh", g.cache)
+    for key in ("limit", "sample"):
+        value = cfg.seeds.get(key)
+        need(value is None or int(value) >= 1, f"seeds.{key}", ">= 1 or null", value)
+    for name, node in (cfg.get("eval") or {}).items():
+        value = node.get("limit") if hasattr(node, "get") else None
+        need(value is None or int(value) >= 1, f"eval.{name}.limit", ">= 1 or null", value)
 
 
 def register_schema(group: str, option: str, node: Any) -> None:

@@ -15,8 +15,13 @@ def read_jsonl(path: str | Path, what: str = "file") -> Iterator[Dict[str, Any]]
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} not found: {p}")
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with p.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{p}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                f"convert the file, e.g. iconv -f latin1 -t utf-8") from None
             if not line.strip():
                 continue
             try:

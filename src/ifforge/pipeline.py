@@ -7,7 +7,6 @@ fingerprint, and must already be done: `ifforge stages=[train]` trains on the da
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ifforge.artifacts import Artifact, ProcessGroup, artifact_for, ensure, write_json_atomic
-from ifforge.errors import UserError
+from ifforge.errors import StageFailed, UserError
 from ifforge.registry import Registry, discover
 
 log = logging.getLogger("ifforge")
@@ -90,15 +89,23 @@ class Runner:
                     f"stage {name!r} needs the {up!r} artifact {art.path}, which is not built: add {up!r} to stages "
                     f"(e.g. stages=[{up},{name}])"
                 )
+            problem = art.problem(hashes=self.cfg.verify == "hash")  # an input is checked before it is loaded
+            if problem is not None:
+                raise StageFailed(f"the {up!r} artifact {art.path} is damaged ({problem}): add {up!r} to stages "
+                                  f"(e.g. stages=[{up},{name}]) to rebuild it")
             inputs[up] = art
         art = self.artifact(name)
         config = stage.config(self.cfg)
         group = stage.process_group(self.cfg) if stage.collective else None
         return ensure(art, config, lambda out: stage.build(self.cfg, out, inputs), inputs=inputs, log=log.info,
-                      group=group)
+                      group=group, verify=str(self.cfg.verify))
 
 
 def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
+    from ifforge.config import validate
+
+    validate(cfg)
+    check_artifacts_root(Path(str(cfg.paths.artifacts)))
     stages = [str(s) for s in cfg.stages]
     known = _stages().names()
     unknown = [s for s in stages if s not in known]
@@ -116,6 +123,10 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
     for s in ordered:
         try:
             art = runner.run(s)
+        except UserError as e:
+            err = type(e)(f"{s}: {e}")  # one line that says which stage failed
+            tracker.stage_failed(s, err)
+            raise err from None
         except BaseException as e:
             tracker.stage_failed(s, e)
             raise
@@ -128,10 +139,18 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
     return outputs
 
 
+def check_artifacts_root(root: Path) -> None:
+    """`paths.artifacts` must be (or become) a writable directory: one line now beats a traceback mid-run."""
+    for p in [root, *root.parents]:
+        if p.exists():
+            if not p.is_dir():
+                raise UserError(f"paths.artifacts={root}: {p} is a file, not a directory")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise UserError(f"paths.artifacts={root}: {p} is not writable")
+            return
+
+
 def _launch_rank() -> int:
     """This process's rank in a multi-process launch (torchrun/accelerate set RANK, Slurm SLURM_PROCID)."""
     return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
-
-def read_outputs(run_dir: Path) -> Dict[str, str]:
-    return json.loads((Path(run_dir) / "outputs.json").read_text())

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ifforge.artifacts import Artifact, redact
+from ifforge.artifacts import Artifact
+from ifforge.secrets import redact, redact_url
 
 log = logging.getLogger("ifforge")
 
@@ -53,9 +55,14 @@ class WandbTracker(Tracker):
         self.mode = os.environ.get("WANDB_MODE") or mode
 
     def _run(self, stage: str):
-        return self.wandb.init(project=self.tcfg.project, entity=self.tcfg.entity, group=self.group,
-                               job_type=stage, name=f"{self.job_name}/{stage}", config=self.config,
-                               mode=self.mode, dir=self.tcfg.dir, reinit="create_new")
+        # W&B records the command line of the process; it gets none (the config, redacted, says what ran).
+        argv, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            return self.wandb.init(project=self.tcfg.project, entity=self.tcfg.entity, group=self.group,
+                                   job_type=stage, name=f"{self.job_name}/{stage}", config=self.config,
+                                   mode=self.mode, dir=self.tcfg.dir, reinit="create_new")
+        finally:
+            sys.argv = argv
 
     def stage_done(self, stage: str, artifact: Artifact) -> None:
         manifest = artifact.manifest()
@@ -93,13 +100,13 @@ class WandbTracker(Tracker):
             with f.open() as fh:
                 for _, line in zip(range(self.tcfg.samples), fh):
                     rec = json.loads(line)
-                    rows.append({"file": f.name, "record": json.dumps(rec, ensure_ascii=False)[:2000]})
+                    rows.append({"file": f.name, "record": json.dumps(redact(rec), ensure_ascii=False)[:2000]})
         if rows:
             run.log({"samples": self.wandb.Table(columns=["file", "record"], data=[[r["file"], r["record"]] for r in rows])})
 
     def stage_failed(self, stage: str, error: BaseException) -> None:
         run = self._run(stage)
-        run.summary.update({"error": f"{type(error).__name__}: {error}"[:1000]})
+        run.summary.update({"error": redact_url(f"{type(error).__name__}: {error}")[:1000]})
         run.finish(exit_code=1)
 
 

@@ -111,7 +111,7 @@ def test_second_call_is_served_from_cache(tiny_model_dir, tmp_path):
 
 
 def test_a_failing_batch_fails_its_calls_not_the_run(tiny_model_dir, monkeypatch):
-    gen = make(tiny_model_dir, batch_size=2)
+    gen = make(tiny_model_dir, batch_size=2, max_failed_fraction=1.0)  # see the failed calls, not the policy
     real = type(gen.backend)._generate
     seen = []
 

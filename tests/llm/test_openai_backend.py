@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ifforge.config import GeneratorConfig
-from ifforge.errors import UserError
+from ifforge.errors import StageFailed, UserError
 from ifforge.llm import ChatRequest, make_generator
 from ifforge.llm.backends import openai_api
 from tests.helpers.openai_server import Fault
@@ -27,6 +28,9 @@ def make(openai_server, tmp_path, monkeypatch):
 
     def build(**overrides):
         overrides.setdefault("max_retries", 3)
+        # These tests look at the failed completions a backend reports; the stage-level policy (a failure stops
+        # the stage) is tested below and in tests/test_failures.py.
+        overrides.setdefault("max_failed_fraction", 1.0)
         cfg = OmegaConf.structured(GeneratorConfig(name="openai", model="test-model", base_url=openai_server.url,
                                                    **overrides))
         gen = make_generator(cfg, cache_path=str(tmp_path / "c.sqlite"))
@@ -158,11 +162,28 @@ def test_non_retryable_error_and_key_never_in_messages(openai_server, make):
 def test_unreachable_endpoint_is_a_failed_completion(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     cfg = OmegaConf.structured(GeneratorConfig(name="openai", model="m", base_url="http://127.0.0.1:9/v1",
-                                               max_retries=1, timeout=1.0))
+                                               max_retries=1, timeout=1.0, max_failed_fraction=1.0))
     gen = make_generator(cfg, cache_path=None)
     [res] = gen.generate([req("anyone?")])
     gen.close()
     assert not res.ok and "connection error" in res.error and res.samples[0].retries == 1
+
+
+def test_failures_past_the_tolerance_stop_the_caller(openai_server, make, tmp_path):
+    openai_server.on("broken", fault=Fault.http_error(400, message="bad request"))
+    failures = tmp_path / "failures.jsonl"
+    gen = make(max_failed_fraction=0.0)
+    gen.failures_path = failures
+    with pytest.raises(StageFailed) as info:
+        gen.generate([req("fine 1"), req("broken one"), req("fine 2")], desc="step x")
+    msg = str(info.value)
+    assert "1 of 3 requests to the generator" in msg and "'step x'" in msg and "HTTP 400" in msg
+    assert "the 2 answers received are cached" in msg and str(failures) in msg
+    [logged] = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert logged["step"] == "step x" and logged["prompt"] == "broken one" and "HTTP 400" in logged["error"]
+    # Within the tolerance the caller gets the failed result and decides (it never scores or trains on it).
+    tolerant = make(max_failed_fraction=0.5)
+    assert [r.ok for r in tolerant.generate([req("fine 1"), req("broken two")])] == [True, False]
 
 
 def test_missing_api_key_is_a_user_error_before_any_request(openai_server, monkeypatch, tmp_path):

@@ -54,7 +54,10 @@ def write_build(cfg, splits: Dict[str, List[Dict[str, Any]]]) -> Path:
     art = Runner(cfg).artifact("build")
     art.path.mkdir(parents=True, exist_ok=True)
     save_splits(splits, art.path)
-    art.manifest_path.write_text(json.dumps({"stage": "build", "fingerprint": art.fingerprint, "stats": {}}))
+    from ifforge.artifacts import inventory
+
+    art.manifest_path.write_text(json.dumps({"stage": "build", "fingerprint": art.fingerprint, "stats": {},
+                                             "files": inventory(art.path)}))
     return art.path
 
 

@@ -103,7 +103,7 @@ def test_another_job_holding_the_lock_finishes_first(tmp_path):
             time.sleep(0.3)
             ensure_done = art.path
             ensure_done.mkdir(parents=True, exist_ok=True)
-            (ensure_done / "manifest.json").write_text('{"stats": {"by": "other job"}}')
+            (ensure_done / "manifest.json").write_text('{"stats": {"by": "other job"}, "files": {}}')
             lock.release()
 
         threading.Thread(target=finish).start()

@@ -74,7 +74,7 @@ def test_lock_held_by_another_job_makes_both_ranks_wait_and_reuse(tmp_path):
     procs = launch(tmp_path)
     time.sleep(3)  # the ranks are up and waiting: rank 0 on the lock, rank 1 on rank 0's decision
     assert all(p.poll() is None for p in procs)
-    art.manifest_path.write_text(json.dumps({"stats": {"by": "other job"}}))
+    art.manifest_path.write_text(json.dumps({"stats": {"by": "other job"}, "files": {}}))
     lock.release()
     assert [r["done"] for r in results(procs)] == [True, True]
     assert not list(art.path.glob("built-by-*"))  # neither rank trained

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
@@ -47,14 +49,20 @@ class Rejects:
         self.path = path
         self.stage = stage
         self.counts: Dict[str, int] = {}
+        self.reasons: Counter = Counter()  # (step, reason with numbers as N): what an empty build reports
         self._f = path.open("w", encoding="utf-8")  # a fresh file per build attempt
 
     def add(self, step: str, item: Any, reason: str, raw: Optional[str] = None) -> None:
         self.counts[step] = self.counts.get(step, 0) + 1
+        self.reasons[(step, re.sub(r"\d+", "N", reason)[:120])] += 1
         seed_id = item.get("seed_id") if isinstance(item, dict) else None
         rec = {"stage": self.stage, "step": step, "seed_id": seed_id, "reason": reason, "raw": raw, "item": item}
         self._f.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
         self._f.flush()
+
+    def top(self, k: int = 3) -> str:
+        """The k commonest reject reasons, e.g. `decompose: cut off at max_tokens (N) x12`."""
+        return "; ".join(f"{step}: {reason} x{n}" for (step, reason), n in self.reasons.most_common(k))
 
     def close(self) -> None:
         self._f.close()
@@ -67,6 +75,7 @@ class BuildContext:
     rejects: Rejects
     make_generator: Callable[[str, Any], Generator]  # (role, config node or None) -> generator, built on first use
     step_counts: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    failed: Dict[str, int] = field(default_factory=dict)  # per step: rows lost to failed requests (tolerated)
     _generators: Dict[str, Generator] = field(default_factory=dict)
 
     def generator(self, role: str = "generator", node: Any = None) -> Generator:
@@ -84,17 +93,27 @@ class BuildContext:
         self.rejects.add(step, item, reason, raw)
 
     def ask(self, step: str, rows: Sequence[Row], requests: Sequence[ChatRequest],
-            role: str = "generator", node: Any = None) -> List[Optional[ChatResult]]:
-        """Send one request per row; rows whose request never succeeded go to rejects and come back as None."""
-        results = self.generator(role, node).generate(list(requests), desc=step)
+            role: str = "generator", node: Any = None, allow_cut_off: bool = False) -> List[Optional[ChatResult]]:
+        """Send one request per row. A row comes back as None when its request failed (only possible within the
+        generator's `max_failed_fraction`: past it, the generator stops the stage) or when its reply was cut off at
+        max_tokens (a reject, unless the generator keeps cut-off replies or the step reads only the reply's start,
+        `allow_cut_off`)."""
+        gen = self.generator(role, node)
+        results = gen.generate(list(requests), desc=step)
+        keep_cut_off = allow_cut_off or bool(gen.cfg.get("keep_cut_off"))
         out: List[Optional[ChatResult]] = []
-        for row, res in zip(rows, results):
-            if res.ok:
-                out.append(res)
-            else:
-                raw = next((s.raw for s in res.samples if s.raw), None)
-                self.reject(step, row, f"generation failed: {res.error}", raw=raw)
+        for row, req, res in zip(rows, requests, results):
+            if not res.ok:
+                self.failed[step] = self.failed.get(step, 0) + 1  # lost, and logged in failures.jsonl
                 out.append(None)
+                continue
+            cut = next((s for s in res.samples if s.finish_reason == "length"), None)
+            if cut is not None and not keep_cut_off:
+                limit = req.params.get("max_tokens") or gen.cfg.get("max_tokens")
+                self.reject(step, row, f"cut off at max_tokens ({limit})", raw=cut.text)
+                out.append(None)
+                continue
+            out.append(res)
         return out
 
     def run_steps(self, steps: Sequence[Step], rows: List[Row]) -> List[Row]:
@@ -104,7 +123,10 @@ class BuildContext:
             rows = step(rows, self)
             rejected = self.rejects.counts.get(step.name, 0) - before
             self.step_counts[step.name] = {"in": n_in, "out": len(rows), "rejected": rejected}
-            log.info("[build] %-24s in=%d out=%d rejected=%d", step.name, n_in, len(rows), rejected)
+            if self.failed.get(step.name):
+                self.step_counts[step.name]["failed"] = self.failed[step.name]
+            log.info("[build] %-24s in=%d out=%d rejected=%d%s", step.name, n_in, len(rows), rejected,
+                     f" failed={self.failed[step.name]}" if self.failed.get(step.name) else "")
         return rows
 
 

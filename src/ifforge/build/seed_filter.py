@@ -19,7 +19,8 @@ class FilterSeeds(Step):
 
     def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
         prompts = [render("demorecon/filter_seed.j2", self.template_override, prompt=r["instruction"]) for r in rows]
-        results = ctx.ask(self.name, rows, [ChatRequest(user_message(p), params={"max_tokens": 16}) for p in prompts])
+        results = ctx.ask(self.name, rows, [ChatRequest(user_message(p), params={"max_tokens": 16}) for p in prompts],
+                          allow_cut_off=True)  # the verdict is the first word; the rest may be cut short
         kept = []
         for row, res in zip(rows, results):
             if res is None:

@@ -1,7 +1,8 @@
 """Seed loaders (`seeds` group: jsonl, hf, sharegpt) and the selection options every loader shares.
 
 Each seed becomes {"seed_id", "instruction"}. Selection order: selection rules -> dedupe -> seeded sample ->
-limit; every seed dropped on the way goes to rejects with the reason.
+limit; every seed dropped on the way goes to rejects with the reason. A seed whose id another seed already has is
+rejected ("duplicate seed id"), never merged: variants, groups and splits are keyed by it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def _records(cfg: Any) -> Iterable[Tuple[int, Row, str]]:
                 raise UserError(f"seeds file not found: {path} (set seeds.path)")
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError:
+                raise UserError(f"{path}: not UTF-8 text; convert the file, e.g. iconv -f latin1 -t utf-8") from None
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
             if not isinstance(data, list):
@@ -65,7 +68,12 @@ def check_seeds_source(cfg: Any) -> None:
 
 
 def _first_human_turn(rec: Row, field: str) -> Optional[str]:
-    for turn in rec.get(field) or []:
+    turns = rec.get(field)
+    if not isinstance(turns, list):
+        return None
+    for turn in turns:
+        if not isinstance(turn, dict):
+            return None
         who = turn.get("from", turn.get("role"))
         if who in ("human", "user"):
             return turn.get("value", turn.get("content"))
@@ -104,11 +112,16 @@ def selection_reason(text: str, cfg: Any, seen: Dict[str, str], item_id: str, su
 def load_seeds(cfg: Any, reject: Reject) -> List[Row]:
     seeds: List[Row] = []
     seen: Dict[str, str] = {}
+    ids: Dict[str, str] = {}  # seed id -> where it was first read
     for pos, rec, where in _records(cfg):
+        if not isinstance(rec, dict):
+            reject({"record": where}, f"not a JSON object ({type(rec).__name__})")
+            continue
         if cfg.name == "sharegpt":
             text = _first_human_turn(rec, cfg.conversations_field)
             if text is None:
-                reject({"record": where}, f"no human turn in {cfg.conversations_field!r}")
+                reject({"record": where}, f"no human turn in {cfg.conversations_field!r} (expected a list of "
+                                          f"{{from, value}} turns)")
                 continue
         else:
             if cfg.field not in rec:
@@ -116,6 +129,10 @@ def load_seeds(cfg: Any, reject: Reject) -> List[Row]:
             text = rec[cfg.field]
         seed_id = str(rec[cfg.id_field]) if cfg.id_field and cfg.id_field in rec else str(rec.get("id", pos))
         row = {"seed_id": seed_id, "instruction": text}
+        if seed_id in ids:  # variants, groups and splits are keyed by seed id: a second one would merge silently
+            reject(row, f"duplicate seed id {seed_id!r} (first used by {ids[seed_id]}); ids must be unique")
+            continue
+        ids[seed_id] = where
         if not isinstance(text, str) or not text.strip():
             reject(row, "empty instruction")
             continue

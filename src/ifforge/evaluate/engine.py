@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from ifforge.artifacts import write_json_atomic
-from ifforge.errors import UserError
+from ifforge.errors import StageFailed, UserError
 from ifforge.evaluate.data import match_responses, read_responses
 from ifforge.evaluate.suite import Suite
 from ifforge.jsonl import write_jsonl
@@ -34,11 +34,17 @@ def run_suite(suite: Suite, out: Path, about: Dict[str, Any]) -> Dict[str, Any]:
     if suite.cfg.responses:
         responses = given_responses(suite, items)
     else:
+        # A failed generation is never scored: past the candidate's max_failed_fraction the generator has already
+        # stopped the stage; within it, the item is left out and counted.
         answers = suite.answer(items, suite.ctx.candidate())
         failures = sum(a is None for a in answers)
         if failures:
-            log.warning("[eval/%s] %d generation(s) failed; scored as empty answers", suite.name, failures)
-        responses = [a if a is not None else "" for a in answers]
+            log.warning("[eval/%s] %d generation(s) failed; left out of every score (candidate.max_failed_fraction)",
+                        suite.name, failures)
+        items = [it for it, a in zip(items, answers) if a is not None]
+        responses = [a for a in answers if a is not None]
+        if not items:
+            raise StageFailed(f"eval.{suite.name}: every generation failed; nothing to score")
     rows, metrics = suite.score(items, responses)
     metrics["generation_failures"] = failures
     metrics["responses_file"] = str(suite.cfg.responses) if suite.cfg.responses else None
@@ -48,9 +54,25 @@ def run_suite(suite: Suite, out: Path, about: Dict[str, Any]) -> Dict[str, Any]:
         for row in rows:
             row["judge_model"] = f"{about['judge']['backend']}:{about['judge']['model']}"
     write_jsonl(out / "results.jsonl", rows)
+    if suite.uses_judge and not _scored(suite, metrics):  # a judge that returned no readable verdict at all
+        # results.jsonl stays for inspection; without a manifest nothing is reused.
+        raise StageFailed(f"eval.{suite.name}: the judge scored nothing ({len(items)} items; {_unreadable(metrics)}); "
+                          f"every answer and raw verdict: {out / 'results.jsonl'}; a stronger judge (judge=...) "
+                          f"or judge.cache=refresh if the endpoint served wrong answers")
     write_json_atomic(out / "metrics.json", metrics)
     label = f"responses: {Path(str(suite.cfg.responses)).name}" if suite.cfg.responses else about["label"]
     (out / "table.md").write_text(suite.table(metrics, label), encoding="utf-8")
     headline = {k: v for k, v in metrics.items() if k not in HEADLINE_SKIP and not isinstance(v, (dict, list))}
     log.info("[eval/%s] %s", suite.name, headline)
     return headline
+
+
+def _scored(suite: Suite, metrics: Dict[str, Any]) -> bool:
+    """Whether any headline number was computed."""
+    values = [v for table in suite.headline(metrics).values() for v in table.values()]
+    return any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _unreadable(metrics: Dict[str, Any]) -> str:
+    counts = {k: v for k, v in metrics.items() if "unparse" in k and isinstance(v, int)}
+    return ", ".join(f"{k}={v}" for k, v in counts.items()) or "no headline number could be computed"

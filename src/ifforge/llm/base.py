@@ -6,16 +6,24 @@ the progress bar and the accounting live here, once, under every backend.
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import Counter
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from ifforge.errors import StageFailed
 from ifforge.llm.cache import ResponseCache, cache_key
 from ifforge.llm.types import Call, ChatRequest, ChatResult, Completion, GeneratorStats
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "stop")
 OnDone = Callable[[int, Completion], None]
+_FAILURES_LOCK = threading.Lock()
+# Cache keys re-asked under `cache=refresh` in this process: asked once, then served from the cache like any other
+# answer (a suite that answers first and scores later must not pay twice).
+_REFRESHED: set = set()
 
 
 def _plain(value: Any) -> Any:
@@ -44,12 +52,22 @@ class Backend:
 
 
 class Generator:
-    def __init__(self, backend: Backend, cfg: Any, cache: Optional[ResponseCache] = None, role: str = "generator"):
+    """Requests in, results out, through the cache. A request that still fails after the backend's retries is a
+    *failure*: it is never cached, it is logged to `failures_path` (JSONL), and once more than
+    `max_failed_fraction` of this generator's requests have failed, `generate` raises StageFailed: no result is
+    ever computed from a failed generation, and a rerun sends only what is missing."""
+
+    def __init__(self, backend: Backend, cfg: Any, cache: Optional[ResponseCache] = None, role: str = "generator",
+                 failures_path: Optional[Path] = None):
         self.backend = backend
         self.cfg = cfg
         self.cache = cache
         self.role = role
+        self.failures_path = failures_path
         self.stats = GeneratorStats()
+        self.requests = 0  # completions asked for, cache hits included: the denominator of the failed fraction
+        self._refresh = cfg.get("cache") == "refresh"
+        self._tolerance = float(cfg.get("max_failed_fraction") or 0.0)
         self._lock = threading.Lock()
         # Read once: OmegaConf attribute access costs ~0.1 ms, paid per request otherwise.
         self._defaults = {k: _plain(cfg.get(k)) for k in SAMPLING_KEYS}
@@ -80,7 +98,7 @@ class Generator:
 
         hits = self.cache.get_many(keys) if self.cache is not None else {}
         for i, k in enumerate(keys):
-            if k in hits:
+            if k in hits and not (self._refresh and k not in _REFRESHED):
                 done[i] = hits[k]
         todo = [i for i in range(len(calls)) if done[i] is None]
         with self._lock:
@@ -95,6 +113,8 @@ class Generator:
             done[i] = completion
             if self.cache is not None:
                 self.cache.put(keys[i], completion)
+                if self._refresh and completion.ok:
+                    _REFRESHED.add(keys[i])
             with self._lock:
                 s = self.stats
                 s.calls += 1
@@ -122,7 +142,50 @@ class Generator:
         results = [ChatResult(request=req, samples=[]) for req in requests]
         for (ri, _si), comp in zip(owners, done):
             results[ri].samples.append(comp)  # calls were created in sample order
+        failed = [i for i in todo if not done[i].ok]  # type: ignore[union-attr]
+        with self._lock:
+            self.requests += len(calls)
+        if failed:
+            self._log_failures(desc, [calls[i] for i in failed], [done[i] for i in failed])  # type: ignore[misc]
+            if self.stats.failures > self._tolerance * self.requests:
+                raise StageFailed(self._failure_message(desc, len(calls), [done[i] for i in failed]))  # type: ignore[misc]
         return results
+
+    def _log_failures(self, desc: str, calls: List[Call], completions: List[Completion]) -> None:
+        if self.failures_path is None:
+            return
+        from ifforge.secrets import redact_url
+
+        with _FAILURES_LOCK, Path(self.failures_path).open("a", encoding="utf-8") as f:
+            for call, comp in zip(calls, completions):
+                last = next((m.get("content") for m in reversed(call.messages) if m.get("role") == "user"), None)
+                rec = {"role": self.role, "step": desc, "model": self.model, "error": redact_url(comp.error or ""),
+                       "raw": comp.raw, "prompt": str(last)[:2000] if last is not None else None,
+                       "sample_index": call.sample_index}
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+    def _failure_message(self, desc: str, asked: int, completions: List[Completion]) -> str:
+        """One line: what failed, why (the commonest errors), what is kept and how to resume."""
+        from ifforge.secrets import redact_url
+
+        errors = Counter(c.error or "no result" for c in completions)
+        top = "; ".join(f"{e} (x{n})" if n > 1 else e for e, n in errors.most_common(2))
+        if len(errors) > 2:
+            top += f"; {len(errors) - 2} other errors"
+        url = self.cfg.get("base_url")
+        where = f"{self.backend.name}:{self.model}" + (f" at {redact_url(str(url))}" if url else "")
+        ok = asked - len(completions)
+        text = f"{len(completions)} of {asked} requests to the {self.role} ({where}) failed in {desc!r}: {top}; "
+        if self.stats.failures > len(completions):
+            text += (f"{self.stats.failures} of {self.requests} so far, over {self.role}.max_failed_fraction="
+                     f"{self._tolerance:g}; ")
+        if self.cache is not None:
+            text += f"the {ok} answers received are cached: rerun to send only the requests that are missing"
+        else:
+            text += f"nothing is cached ({self.role}.cache=false): a rerun sends every request again"
+        if self.failures_path is not None:
+            text += f" (failed requests: {self.failures_path})"
+        return text
 
     def close(self) -> None:
         self.backend.close()

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from ifforge.artifacts import Artifact, file_digests
 from ifforge.config import GENERATOR_RUNTIME_FIELDS
+from ifforge.errors import StageFailed
 from ifforge.pipeline import STAGES, Stage, plain
 from ifforge.registry import discover
 
@@ -76,14 +77,22 @@ class BuildStage(Stage):
 
         aug, steps = self._steps(cfg)
         rejects = Rejects(out / "rejects.jsonl")
+        failures = out / "failures.jsonl"
+        failures.unlink(missing_ok=True)  # a fresh log per attempt, like rejects.jsonl
         ctx = BuildContext(cfg=cfg, out=out, rejects=rejects,
                            make_generator=lambda role, node: make_generator(cfg[role] if node is None else node,
-                                                                            cfg.paths.cache, role=role))
+                                                                            cfg.paths.cache, role=role,
+                                                                            failures_path=failures))
         try:
             seeds = load_seeds(cfg.seeds, lambda row, reason: ctx.reject("seeds", row, reason))
             log.info("[build] %d seeds", len(seeds))
             rows = ctx.run_steps(steps, seeds)
             splits = aug.assemble(rows, ctx)
+            if not any(splits.values()):
+                raise StageFailed(
+                    f"every split is empty: {len(seeds)} seeds, nothing kept ({rejects.top() or 'no rejects'}); "
+                    f"every reject and its raw output: {rejects.path}; if the endpoint served wrong answers, "
+                    f"generator.cache=refresh asks again")
             counts = save_splits(splits, out)
             extra = aug.statistics(splits, ctx)
         finally:
@@ -96,6 +105,8 @@ class BuildStage(Stage):
         card = extra.pop("card", "")
         stats: Dict[str, Any] = {"seeds": len(seeds), "splits": counts, "steps": ctx.step_counts,
                                  "rejects": rejects.counts, **extra}
+        if ctx.failed:  # tolerated failures (max_failed_fraction > 0): the rows they cost are missing
+            stats["lost_to_failures"] = dict(ctx.failed)
         for role, g in ctx.generators.items():
             stats[role] = {"model": g.model, "backend": g.backend.name, **g.stats.as_dict()}
         stats.setdefault("generator", {"model": str(cfg.generator.model), "backend": str(cfg.generator.name),
@@ -109,6 +120,11 @@ def write_dataset_card(out: Path, cfg: DictConfig, stats: Dict[str, Any], sectio
     splits = "\n".join(f"| `{k}` | {v} |" for k, v in stats["splits"].items())
     steps = "\n".join(f"| {k} | {v['in']} | {v['out']} | {v['rejected']} |" for k, v in stats["steps"].items())
     g = stats["generator"]
+    lost = ""
+    if stats.get("lost_to_failures"):
+        per_step = ", ".join(f"{k} {v}" for k, v in stats["lost_to_failures"].items())
+        lost = (f"\n**Incomplete:** requests that failed after their retries cost rows ({per_step}), accepted under "
+                f"`max_failed_fraction`; they are listed in `failures.jsonl`.\n")
     text = f"""# ifforge build
 
 Augmentation `{cfg.augmentation.name}`, responses `{cfg.response.name}`, generator `{g['backend']}:{g['model']}`.
@@ -124,6 +140,7 @@ Load with `datasets.load_from_disk("data")`; every dropped item is in `rejects.j
 
 Generator: {g['calls']} calls, {g['cache_hits']} cache hits, {g['retries']} retries, {g['failures']} failures,
 {g['prompt_tokens']} prompt + {g['completion_tokens']} completion tokens, ${g['cost_usd']}.
+{lost}
 
 {section}
 """

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from ifforge.artifacts import Artifact, artifact_for, ensure, write_json_atomic
 from ifforge.errors import UserError
 from ifforge.pipeline import STAGES, Stage, plain
+from ifforge.secrets import redact
 from ifforge.stages.build import generator_slice
 
 log = logging.getLogger("ifforge")
@@ -100,8 +101,10 @@ class EvalStage(Stage):
         from ifforge.evaluate.suite import SuiteContext
 
         train_dir: Optional[Path] = inputs["train"].path if "train" in inputs else None
-        generators = _Generators(cfg, train_dir)
-        judge = {k: cfg.judge.get(k) for k in ("name", "model", "base_url", "temperature", "max_tokens")}
+        failures = out / "failures.jsonl"
+        failures.unlink(missing_ok=True)  # a fresh log per attempt
+        generators = _Generators(cfg, train_dir, failures)
+        judge = redact({k: cfg.judge.get(k) for k in ("name", "model", "base_url", "temperature", "max_tokens")})
         about = {"label": cand.label(cfg), "judge": {"backend": judge.pop("name"), **judge},
                  "candidate": {"backend": str(cfg.candidate.name), "model": cand.model_name(cfg, train_dir)}}
         ctx = SuiteContext(candidate=lambda: generators.get("candidate"), judge=lambda: generators.get("judge"),
@@ -131,8 +134,8 @@ class EvalStage(Stage):
 class _Generators:
     """The candidate and judge generators, made on first use; their accounting outlives closing them."""
 
-    def __init__(self, cfg: DictConfig, train_dir: Optional[Path]):
-        self.cfg, self.train_dir = cfg, train_dir
+    def __init__(self, cfg: DictConfig, train_dir: Optional[Path], failures: Optional[Path] = None):
+        self.cfg, self.train_dir, self.failures = cfg, train_dir, failures
         self.live: Dict[str, Any] = {}
         self.stats: Dict[str, Any] = {}
 
@@ -142,7 +145,7 @@ class _Generators:
 
         if role not in self.live:
             node = candidate_node(self.cfg, self.train_dir) if role == "candidate" else self.cfg.judge
-            self.live[role] = make_generator(node, self.cfg.paths.cache, role=role)
+            self.live[role] = make_generator(node, self.cfg.paths.cache, role=role, failures_path=self.failures)
         return self.live[role]
 
     def close(self, role: str) -> None:

@@ -52,11 +52,12 @@ class ConiferStep(Step):
         return render(self.template, self.opts.prompts.get(self.name), **variables)
 
     max_tokens: Optional[int] = None  # a step's own cap, below `params` (which the user sets)
+    allow_cut_off = False  # a step that reads only the start of a reply (a verdict) may take a cut-off one
 
     def ask(self, ctx: BuildContext, rows: Sequence[Row], prompts: Sequence[str]):
         params = ({"max_tokens": self.max_tokens} if self.max_tokens else {}) | dict(self.opts.params)
         requests = [ChatRequest(user_message(p), params=params) for p in prompts]
-        return ctx.ask(self.name, rows, requests)
+        return ctx.ask(self.name, rows, requests, allow_cut_off=self.allow_cut_off)
 
 
 class ReframeQueries(ConiferStep):
@@ -88,6 +89,7 @@ class YesNoFilter(ConiferStep):
     subject = ""  # the row field the prompt shows
     no_reason = ""
     max_tokens = 96  # a verdict and one sentence of reason
+    allow_cut_off = True  # the verdict comes first; a reason cut short does not change it
 
     def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
         prompts = [self.prompt(**{self.subject: r[self.subject]}) for r in rows]

@@ -60,7 +60,8 @@ class MTBench(Suite):
         params = {"max_tokens": int(self.cfg.max_tokens)} if self.cfg.max_tokens else {}
         answers: List[List[Optional[str]]] = [[] for _ in items]
         for turn in range(max(len(it.data["turns"]) for it in items)):
-            todo = [i for i, it in enumerate(items) if turn < len(it.data["turns"])]
+            # A later turn is asked only after a real answer to the earlier ones (never after a failed one).
+            todo = [i for i, it in enumerate(items) if turn < len(it.data["turns"]) and None not in answers[i]]
             requests = []
             for i in todo:
                 history: List[Dict[str, str]] = []
