@@ -179,7 +179,9 @@ class Generator:
         if self.stats.failures > len(completions):
             text += (f"{self.stats.failures} of {self.requests} so far, over {self.role}.max_failed_fraction="
                      f"{self._tolerance:g}; ")
-        if self.cache is not None:
+        if self.cache is not None and ok == 0 and self.stats.failures == self.requests:
+            text += "no answer was received: fix the endpoint, then rerun"
+        elif self.cache is not None:
             text += f"the {ok} answers received are cached: rerun to send only the requests that are missing"
         else:
             text += f"nothing is cached ({self.role}.cache=false): a rerun sends every request again"
