@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers.cli import openai_args, outputs, run_cli
+from tests.helpers.cli import candidate_args, openai_args, outputs, run_cli
 from tests.helpers.openai_server import Fault, OpenAIServer, spawn_server
 
 ENV = {"OPENAI_API_KEY": "test-key"}
@@ -89,7 +89,7 @@ def test_refused_connection_fails_then_resumes(tmp_path, openai_server):
     (Fault.http_error(404, message="no such model"), "HTTP 404", []),
     (Fault.not_json(), "body is not JSON", []),
     (Fault.empty_choices(), "no choices", []),
-    (Fault.rate_limit(retry_after=600), "HTTP 429", ["generator.max_retries=0"]),
+    (Fault.rate_limit(retry_after=600), "HTTP 429", ["generator.max_retries=1"]),  # a huge Retry-After is capped
     (Fault.hang(seconds=20), "timed out after 1 s", ["generator.timeout=1", "generator.max_retries=0"]),
 ], ids=["401", "404", "invalid-json", "empty-choices", "429-huge-retry-after", "hang"])
 def test_each_fault_fails_the_stage_and_the_rerun_sends_only_what_is_missing(tmp_path, openai_server, fault,
@@ -178,10 +178,12 @@ def test_cache_refresh_asks_again_and_overwrites(tmp_path, openai_server):
     srv.on("topic", "Garbage.")
     seeds = seeds_file(tmp_path, 2)
     run_cli(build(srv.url, seeds), tmp_path, env=ENV, check=True)
+    first = outputs(tmp_path)["build"]
     srv.reset()
     srv.on("topic", "Good answer.")
-    run_cli(build(srv.url, seeds, "seeds.limit=2", "generator.cache=refresh"), tmp_path, env=ENV, check=True)
-    assert srv.count() == 2  # asked again although cached
+    proc = run_cli(build(srv.url, seeds, "generator.cache=refresh"), tmp_path, env=ENV, check=True)
+    assert srv.count() == 2  # the same (done) artifact is built again, its requests asked again although cached
+    assert outputs(tmp_path)["build"] == first and "replaced" in proc.stdout + proc.stderr
     rows = [json.loads(line) for line in open(f"{outputs(tmp_path)['build']}/sft.jsonl")]
     assert {r["messages"][1]["content"] for r in rows} == {"Good answer."}
     run_cli(build(srv.url, seeds, "seeds.limit=1"), tmp_path, env=ENV, check=True)
@@ -218,3 +220,39 @@ def test_eval_never_scores_a_failed_generation(tmp_path, openai_server):
     run_cli([*args, f"candidate.base_url={openai_server.url}"], tmp_path, env=ENV, check=True)
     metrics = json.loads((tmp_path / "artifacts" / "eval").glob("*/metrics.json").__next__().read_text())
     assert metrics["ifeval"]["prompt_level_strict_acc"] == 100.0 and openai_server.count() == 3
+
+
+def demorecon_eval_file(tmp_path):
+    p = tmp_path / "dm_eval.jsonl"
+    p.write_text("".join(json.dumps({"id": f"e{i}", "instruction": f"Write {i + 2} words about tea."}) + "\n"
+                         for i in range(3)))
+    return p
+
+
+def judged_eval(tmp_path, srv):
+    return ["stages=[eval]", "eval=[demorecon_eval]", f"eval.demorecon_eval.path={demorecon_eval_file(tmp_path)}",
+            *candidate_args(srv.url), *openai_args(srv.url, "judge-model", "judge")]
+
+
+def test_a_failed_judge_call_fails_the_eval(tmp_path, openai_server):
+    srv = openai_server
+    srv.on(None, "Tea is nice.", model="cand")
+    srv.on(None, fault=Fault.http_error(500), model="judge-model")
+    proc = run_cli(judged_eval(tmp_path, srv), tmp_path, env=ENV)
+    assert proc.returncode == 1 and "eval: 3 of 3 requests to the judge" in proc.stderr
+    assert not list((tmp_path / "artifacts").rglob("manifest.json"))
+
+
+def test_a_judge_that_scores_nothing_fails_the_eval(tmp_path, openai_server):
+    srv = openai_server
+    srv.on(None, "Tea is nice.", model="cand")
+    srv.on(None, "Perhaps; hard to say.", model="judge-model")
+    proc = run_cli(judged_eval(tmp_path, srv), tmp_path, env=ENV)
+    assert proc.returncode == 1 and "eval.demorecon_eval: the judge scored nothing" in proc.stderr
+    assert "results.jsonl" in proc.stderr and not list((tmp_path / "artifacts").rglob("manifest.json"))
+    srv.reset()
+    srv.on(None, "Tea is nice.", model="cand")
+    srv.on(None, "Yes.", model="judge-model")
+    assert "judge.cache=refresh" in proc.stderr  # the unreadable verdicts are cached: ask the judge again
+    run_cli([*judged_eval(tmp_path, srv), "judge.cache=refresh"], tmp_path, env=ENV, check=True)
+    assert srv.count() == 3  # the judge only: the answers were cached

@@ -49,7 +49,7 @@ def test_damaged_artifact_is_rebuilt_from_the_cache(tmp_path, openai_server):
     arrow.write_bytes(arrow.read_bytes()[:100])  # a half-written file
     sent = openai_server.count()
     proc = run_cli(build(openai_server.url, seeds), tmp_path, env=ENV, check=True)
-    assert "is damaged" in proc.stdout + proc.stderr and openai_server.count() == sent  # rebuilt for free
+    assert "damaged: rebuilding" in proc.stdout + proc.stderr and openai_server.count() == sent  # rebuilt for free
     assert (art / "manifest.json").is_file() and len(list(art.parent.glob(f"{art.name}.damaged-*"))) == 1
     assert subprocess.run([sys.executable, "-m", "ifforge.verify", str(art)], capture_output=True).returncode == 0
 
@@ -94,7 +94,8 @@ def test_a_key_in_a_config_file_is_refused_before_hydra_writes_it(tmp_path):
     (conf / "leak.yaml").write_text("# @package _global_\ngenerator:\n  extra:\n    api_key: sk-SECRET-456\n")
     proc = run_cli(["--config-dir", str(tmp_path / "conf"), "experiment=leak", "stages=[build]"], tmp_path, env=ENV)
     one_line_error(proc, 2, "generator.extra.api_key", "credential")
-    assert not grep_tree(tmp_path / "run", "sk-SECRET-456") if (tmp_path / "run").exists() else True
+    hits = grep_tree(tmp_path, "sk-SECRET-456")
+    assert hits == [conf / "leak.yaml"]  # only the user's own file
     shown = run_cli(["--config-dir", str(tmp_path / "conf"), "experiment=leak", "--cfg", "job"], tmp_path, env=ENV)
     assert "sk-SECRET-456" not in shown.stdout
 
@@ -105,7 +106,7 @@ def test_url_credentials_are_redacted_everywhere(tmp_path, openai_server):
     url = openai_server.url.replace("http://", "http://alice:pw-SECRET-789@")
     wandb_dir = tmp_path / "wandb"
     wandb_dir.mkdir()
-    run_cli(build(url, seeds, "tracking=wandb", f"tracking.dir={wandb_dir}", f"judge=openai",
+    run_cli(build(url, seeds, "tracking=wandb", f"tracking.dir={wandb_dir}", "judge=openai",
                   f"judge.base_url={url}", "judge.model=j"), tmp_path, env=ENV, check=True)
     assert list(wandb_dir.rglob("*.wandb"))
     dead = f"http://alice:pw-SECRET-789@127.0.0.1:{closed_port()}/v1"
@@ -118,6 +119,18 @@ def test_url_credentials_are_redacted_everywhere(tmp_path, openai_server):
     for text in (failed.stdout, failed.stderr, shown.stdout):
         assert "pw-SECRET-789" not in text
     assert not grep_tree(tmp_path, "pw-SECRET-789")  # run dirs (.hydra, logs, status), artifacts, W&B
+
+
+def test_url_credentials_are_redacted_in_a_sweep(tmp_path, openai_server):
+    healthy(openai_server)
+    seeds = seeds_file(tmp_path, 2)
+    url = openai_server.url.replace("http://", "http://alice:pw-SECRET-790@")
+    proc = run_cli(["-m", *build(url, seeds, "generator.temperature=0.0,0.5", f"hydra.sweep.dir={tmp_path / 'sweep'}")],
+                   tmp_path, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "sweep" / "multirun.yaml").is_file() and (tmp_path / "sweep" / "summary.md").is_file()
+    assert "pw-SECRET-790" not in proc.stdout + proc.stderr
+    assert not grep_tree(tmp_path, "pw-SECRET-790")  # multirun.yaml, each job's .hydra, the summary, artifacts
 
 
 # -- one line for what a user can get wrong -------------------------------------------------------------------
@@ -165,7 +178,8 @@ def test_sharegpt_record_with_string_conversations_is_a_reject(tmp_path, openai_
     assert len(rejects) == 1 and "no human turn" in rejects[0]["reason"]
 
 
-@pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGUSR2, 140, "SIGUSR2"),
+                                           (signal.SIGINT, 130, "Ctrl-C")])
 def test_signals_end_the_run_cleanly(tmp_path, openai_server, sig, code, name):
     srv = openai_server
     srv.latency = 0.3
@@ -201,8 +215,7 @@ def test_full_disk_is_one_line(tmp_path, openai_server):
     try:
         healthy(openai_server)
         seeds = seeds_file(tmp_path, 30)
-        proc = run_cli(build(openai_server.url, seeds, f"paths.artifacts={mnt}",
-                             f"paths.cache={tmp_path / 'cache.sqlite'}"), tmp_path, env=ENV)
+        proc = run_cli(build(openai_server.url, seeds, f"paths.artifacts={mnt}"), tmp_path, env=ENV)  # cache too
         one_line_error(proc, 1, "no space left on the device", "rerun")
         assert not list(mnt.rglob("manifest.json"))
     finally:

@@ -39,15 +39,26 @@ for _name, _fn in (("ifforge.resource", _resource), ("ifforge.heaviest_stage", _
 register_configs()
 
 
-class _ScrubLogs(logging.Filter):
-    """Credentials in URLs never reach the console or the job's log file."""
+def _scrub_log_records() -> None:
+    """Credentials in URLs never reach the console or a log file: every log record is scrubbed as it is made
+    (a record factory outlives the logging configuration Hydra installs for each run and sweep)."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "ifforge_scrubs", False):
+        return
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            msg = record.getMessage()
+        except Exception:  # a malformed record is logging's to report, not ours
+            return record
         clean = redact_url(msg)
         if clean != msg:
             record.msg, record.args = clean, None
-        return True
+        return record
+
+    factory.ifforge_scrubs = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -78,6 +89,9 @@ def _explain(e: BaseException) -> Optional[Tuple[str, int, str]]:
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {e.filename}" if e.filename else ""
         return f"no space left on the device{where}: free some space, then rerun to resume", 1, "failed"
+    if type(e).__name__ == "OperationalError" and ("full" in str(e) or "disk I/O" in str(e)):  # sqlite3
+        return (f"cannot write the response cache (paths.cache): {e}; if its disk is full (no space left on the "
+                f"device), free some space, then rerun to resume", 1, "failed")
     if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EROFS):
         return f"cannot write {e.filename or 'a file'}: {e.strerror}; check paths.artifacts / paths.cache", 1, "failed"
     return None
@@ -92,8 +106,6 @@ def _app(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_ScrubLogs())
     previous = _install_signal_handlers()
     try:
         outputs = run(cfg, run_dir=run_dir)
@@ -121,17 +133,18 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    _scrub_log_records()
     argv = sys.argv[1:]
     found = argv_credentials(argv)
     if found:  # before Hydra writes the overrides into the run directory
         print(f"ifforge: error: {refusal(found)}", file=sys.stderr)
         sys.exit(2)
-    if any(a in ("--cfg", "-c", "--info", "-i") or a.startswith("--cfg=") for a in argv):
+    if any(a in ("--cfg", "-c", "--info", "-i", "--help", "-h") or a.startswith("--cfg=") for a in argv):
         out = StringIO()
         try:
             with redirect_stdout(out):
                 _app()
-        finally:  # --cfg job prints the composed config: never a secret
+        finally:  # --cfg job (and --help) print the composed config: never a secret
             sys.stdout.write(scrub_text(out.getvalue()))
         return
     _app()

@@ -143,18 +143,19 @@ def inventory(root: Path) -> Dict[str, Dict[str, Any]]:
     return files
 
 
-def _reusable(artifact: Artifact, hashes: bool, log: Callable[[str], None]) -> bool:
-    """Whether a done artifact can be reused; a damaged one is set aside (kept for inspection) with a warning, so
-    that it is rebuilt: from the response cache for a build, so at no request cost."""
+def _reusable(artifact: Artifact, hashes: bool, log: Callable[[str], None], rebuild: bool = False) -> bool:
+    """Whether a done artifact can be reused. A damaged one, or any done one when `rebuild` (a generator asked
+    with cache=refresh), is set aside (kept for inspection) with a warning, so that it is built again."""
     if not artifact.done:
         return False
-    problem = artifact.problem(hashes)
+    problem = "a generator it uses has cache=refresh" if rebuild else artifact.problem(hashes)
     if problem is None:
         return True
-    aside = artifact.path.with_name(f"{artifact.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    kind = "replaced" if rebuild else "damaged"
+    aside = artifact.path.with_name(f"{artifact.path.name}.{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
     os.replace(artifact.path, aside)
-    _log.warning("[%s] %s is damaged (%s): rebuilding it; the damaged copy is kept at %s", artifact.stage,
-                 artifact.path, problem, aside)
+    _log.warning("[%s] %s: rebuilding %s (%s); the old copy is kept at %s", artifact.stage, kind, artifact.path,
+                 problem, aside)
     return False
 
 
@@ -185,6 +186,7 @@ def ensure(
     log: Callable[[str], None] = print,
     group: Optional[ProcessGroup] = None,
     verify: str = "size",
+    rebuild: bool = False,
 ) -> Artifact:
     """Reuse `artifact` if done; otherwise build it exactly once across processes.
 
@@ -193,18 +195,19 @@ def ensure(
     wiped before building: stages may keep resumable state there (training checkpoints).
 
     With a `group` of several ranks (a collective stage, e.g. multi-GPU training), every rank runs `build`
-    together: see `_ensure_collective`. `verify`: `size` or `hash`, how a done artifact is checked before reuse.
+    together: see `_ensure_collective`. `verify`: `size` or `hash`, how a done artifact is checked before reuse;
+    `rebuild`: build it again even when done (the old copy is set aside).
     """
     hashes = verify == "hash"
     if group is not None and group.world_size > 1:
         return _ensure_collective(artifact, config, build, inputs, log, group, hashes)
-    if artifact.done and artifact.problem(hashes) is None:
+    if not rebuild and artifact.done and artifact.problem(hashes) is None:
         log(f"[{artifact.stage}] reusing {artifact.path}")
         return artifact
     artifact.path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(artifact.path) + ".lock")
     with lock:
-        if _reusable(artifact, hashes, log):  # someone built it while we waited
+        if _reusable(artifact, hashes, log, rebuild):  # someone built it while we waited
             log(f"[{artifact.stage}] reusing {artifact.path} (built by another job)")
             return artifact
         artifact.path.mkdir(parents=True, exist_ok=True)

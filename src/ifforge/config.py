@@ -24,6 +24,9 @@ class PathsConfig:
     cache: str = "${paths.artifacts}/llm_cache.sqlite"
     # Local copies of the public benchmarks and seed sets (the demo and tests read them; real runs load the hub).
     data: str = "${oc.env:IFFORGE_SHARED_DATA,${hydra:runtime.cwd}/../shared/data}"
+    # A local copy of the judged benchmarks' official files (protocol=reference), laid out <dir>/<repo>/<path>;
+    # null: IFFORGE_REFERENCE_DIR, else downloaded once at pinned commits into ~/.cache/ifforge/reference.
+    reference: Optional[str] = None
 
 
 @dataclass

@@ -52,6 +52,11 @@ class Stage:
     def preflight(self, cfg: DictConfig) -> None:
         """Cheap checks before any stage runs (keys, packages, files, wiring)."""
 
+    def refreshes(self, cfg: DictConfig) -> bool:
+        """Whether a generator this stage asks has `cache=refresh`: a done artifact is then built again, since
+        reusing it would ask nothing."""
+        return False
+
     def build(self, cfg: DictConfig, out: Path, inputs: Dict[str, Artifact]) -> Dict[str, Any]:
         """Write the artifact's files into `out`; return the manifest's `stats`."""
         raise NotImplementedError
@@ -98,7 +103,7 @@ class Runner:
         config = stage.config(self.cfg)
         group = stage.process_group(self.cfg) if stage.collective else None
         return ensure(art, config, lambda out: stage.build(self.cfg, out, inputs), inputs=inputs, log=log.info,
-                      group=group, verify=str(self.cfg.verify))
+                      group=group, verify=str(self.cfg.verify), rebuild=stage.refreshes(self.cfg))
 
 
 def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:

@@ -20,7 +20,8 @@ _CREDENTIAL = r"(?:api[_-]?key|apikey|secret(?:[_-]key)?|password|passwd|token|c
 # `api_key_env` (a variable name), `max_tokens`, or a tokenizer's special-token names.
 CREDENTIAL_KEY = re.compile(rf"(?:^|[_.-]){_CREDENTIAL}$", re.IGNORECASE)
 _TOKENIZER_KEYS = {"pad_token", "eos_token", "bos_token", "unk_token", "sep_token", "cls_token", "mask_token"}
-_URL_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
+# `\\:` too: Hydra escapes colons in sweep overrides and override_dirname (`http\\://user\\:pw@host`)
+_URL_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*\\?://)[^/\s@'\"]+@")
 _URL_QUERY = re.compile(r"([?&](?:api[_-]?key|key|token|access[_-]token|secret|password|sig)=)[^&\s'\"]+",
                         re.IGNORECASE)
 _YAML_LINE = re.compile(rf"^(\s*(?:-\s+)?[\w.-]*?{_CREDENTIAL}\s*:\s*)(\S.*)$", re.IGNORECASE | re.MULTILINE)
@@ -116,9 +117,20 @@ class SecretGuard(Callback):
     on_multirun_start = on_run_start
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        # Hydra saved the job's config just before this hook: a sweep value could still carry a credential.
-        hydra_dir = Path(str(config.hydra.runtime.output_dir)) / str(config.hydra.output_subdir or ".hydra")
-        for f in sorted(hydra_dir.glob("*.yaml")) if config.hydra.output_subdir else []:
+        # Hydra saved the job's config just before this hook (and a sweep's multirun.yaml before its first job):
+        # scrub them; a sweep value could still carry a credential.
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        files = []
+        if config.hydra.output_subdir:
+            hydra_dir = Path(str(config.hydra.runtime.output_dir)) / str(config.hydra.output_subdir)
+            files += sorted(hydra_dir.glob("*.yaml"))
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            files.append(Path(str(config.hydra.sweep.dir)) / "multirun.yaml")
+        for f in files:
+            if not f.is_file():
+                continue
             text = f.read_text(encoding="utf-8")
             clean = scrub_text(text)
             if clean != text:

@@ -47,10 +47,12 @@ def overrides(tmp_path, srv, tiny, ev, det):
         "judge=openai", f"judge.base_url={srv.url}", "judge.model=judge-model", "judge.max_retries=1",
         "eval=all",
         f"eval.ifeval.path={DATA / 'ifeval' / 'input_data.jsonl'}", "eval.ifeval.limit=3",
-        f"eval.followbench.path={DATA / 'followbench'}", "eval.followbench.limit=2",
+        f"eval.followbench.path={DATA / 'followbench'}", "eval.followbench.limit=1",
         f"eval.infobench.path={DATA / 'infobench' / 'infobench_500.jsonl'}", "eval.infobench.limit=2",
         f"eval.demorecon_eval.path={ev}", f"eval.demorecon_det.path={det}",
         f"eval.mt_bench.path={DATA / 'mtbench' / 'question.jsonl'}", "eval.mt_bench.limit=2",
+        # ifforge's own judge prompts (scripted above); the reference protocols: test_reference_protocols.py
+        "eval.mt_bench.protocol=ifforge", "eval.followbench.protocol=ifforge", "eval.infobench.protocol=ifforge",
     ]
 
 
@@ -77,7 +79,7 @@ def test_all_suites_then_cached_rerun(tmp_path, openai_server, tiny_model_dir, m
     assert ib["drfr_overall"] == 0.0 and ib["unparseable"] == 1 and ib["n_judged"] == ib["n_questions"] - 1
     assert ib["judge"]["backend"] == "openai" and ib["judge"]["model"] == "judge-model"  # judge drift shows
     fb = metrics["followbench"]
-    assert fb["n_rule"] > 0 and fb["n_judge"] > 0 and fb["n_items"] == 12
+    assert fb["n_rule"] > 0 and fb["n_judge"] > 0 and fb["n_items"] == 30  # limit: 1 example x 5 levels x 6
     judged_l1 = fb["per_category"]["content"]["1"]
     assert judged_l1 == {"n": 1, "hsr": 0.0, "ssr": 0.0}  # one constraint, judged NO
     assert fb["per_category"]["content"]["2"] == {"n": 1, "hsr": 0.0, "ssr": 50.0}

@@ -46,12 +46,14 @@ def test_infobench_drfr():
 
 
 def test_detection_accuracy_and_balanced_accuracy():
-    pairs = [(True, True)] * 6 + [(True, False)] * 2 + [(False, False)] * 1 + [(False, True)] * 1
+    pairs = [(True, True)] * 6 + [(True, False)] * 2 + [(False, False)] * 1 + [(False, True)] * 1 + [(True, None)]
     m = detection_metrics(pairs, n_items=11)
-    assert m["accuracy"] == 70.0
-    assert m["balanced_accuracy"] == 62.5  # (75 + 50) / 2: the skew toward Yes labels does not flatter it
-    assert m["unparseable"] == 1
-    assert m["confusion"] == {"yes_yes": 6, "yes_no": 2, "no_yes": 1, "no_no": 1}
+    # As in the paper, over every item: the unreadable answer is simply not a correct one.
+    assert m["accuracy"] == 63.64  # 7 of 11
+    assert m["balanced_accuracy"] == 58.34  # (6/9 + 1/2) / 2, each recall over every item of its class
+    assert m["unparseable"] == 1 and m["n_scored"] == 10
+    assert m["confusion"] == {"yes_yes": 6, "yes_no": 2, "no_yes": 1, "no_no": 1, "yes_unreadable": 1,
+                              "no_unreadable": 0}
 
 
 def test_followbench_rules():

@@ -37,3 +37,9 @@ def outputs(tmp_path: Path) -> Dict[str, str]:
 def openai_args(url: str, model: str = "test-model", role: str = "generator") -> List[str]:
     return [f"{role}=openai", f"{role}.base_url={url}", f"{role}.model={model}", f"{role}.max_retries=2",
             f"{role}.timeout=10"]
+
+
+def candidate_args(url: str, model: str = "cand") -> List[str]:
+    """The model under test on an OpenAI-compatible endpoint (`candidate` is a node, not a group)."""
+    return ["candidate.name=openai", f"candidate.base_url={url}", f"candidate.model={model}",
+            "candidate.max_retries=2", "candidate.timeout=10"]

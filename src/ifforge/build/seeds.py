@@ -129,19 +129,19 @@ def load_seeds(cfg: Any, reject: Reject) -> List[Row]:
             text = rec[cfg.field]
         seed_id = str(rec[cfg.id_field]) if cfg.id_field and cfg.id_field in rec else str(rec.get("id", pos))
         row = {"seed_id": seed_id, "instruction": text}
-        if seed_id in ids:  # variants, groups and splits are keyed by seed id: a second one would merge silently
-            reject(row, f"duplicate seed id {seed_id!r} (first used by {ids[seed_id]}); ids must be unique")
-            continue
-        ids[seed_id] = where
         if not isinstance(text, str) or not text.strip():
             reject(row, "empty instruction")
             continue
         text = text.strip()
         row["instruction"] = text
+        if seed_id in ids:  # variants, groups and splits are keyed by seed id: a second one would merge silently
+            reject(row, f"duplicate seed id {seed_id!r} (first used by {ids[seed_id]}); ids must be unique")
+            continue
         why = selection_reason(text, cfg, seen, f"seed {seed_id}", key="seeds.")
         if why:
             reject(row, why)
             continue
+        ids[seed_id] = where
         seeds.append(row)
     if cfg.sample is not None and cfg.sample < len(seeds):
         keep = set(random.Random(cfg.seed).sample(range(len(seeds)), cfg.sample))

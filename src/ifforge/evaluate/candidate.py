@@ -58,7 +58,8 @@ def candidate_node(cfg: DictConfig, train_dir: Optional[Path] = None) -> DictCon
 def identity(cfg: DictConfig) -> Dict[str, Any]:
     """What of the candidate changes answers (runtime knobs such as batch size stay out)."""
     node: Dict[str, Any] = OmegaConf.to_container(cfg.candidate, resolve=True)  # type: ignore[assignment]
-    node = {k: v for k, v in node.items() if k not in GENERATOR_RUNTIME_FIELDS}
+    # keep_cut_off only decides what a build keeps; an eval scores every answer as it is
+    node = {k: v for k, v in node.items() if k not in GENERATOR_RUNTIME_FIELDS and k != "keep_cut_off"}
     node["model"] = TRAIN_MODEL if uses_train(cfg) else model_name(cfg)
     return node
 

@@ -54,7 +54,8 @@ def run_suite(suite: Suite, out: Path, about: Dict[str, Any]) -> Dict[str, Any]:
         for row in rows:
             row["judge_model"] = f"{about['judge']['backend']}:{about['judge']['model']}"
     write_jsonl(out / "results.jsonl", rows)
-    if suite.uses_judge and not _scored(suite, metrics):  # a judge that returned no readable verdict at all
+    if suite.uses_judge and (metrics.get("scored_verdicts") == 0 or not _scored(suite, metrics)):
+        # a judge that returned no readable verdict at all: any number would be an artefact
         # results.jsonl stays for inspection; without a manifest nothing is reused.
         raise StageFailed(f"eval.{suite.name}: the judge scored nothing ({len(items)} items; {_unreadable(metrics)}); "
                           f"every answer and raw verdict: {out / 'results.jsonl'}; a stronger judge (judge=...) "

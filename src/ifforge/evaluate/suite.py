@@ -39,6 +39,8 @@ class SuiteContext:
     candidate: Callable[[], Any]
     judge: Callable[[], Any]
     build_dir: Optional[Path] = None  # the upstream build artifact, when one is wired in
+    reference_dir: Optional[str] = None  # a local copy of the benchmarks' official files (paths.reference)
+    judge_concurrency: Optional[int] = None  # how many items a reference protocol judges at once
 
 
 class Suite:
@@ -49,6 +51,22 @@ class Suite:
     def __init__(self, cfg: Any, ctx: SuiteContext):
         self.cfg = cfg
         self.ctx = ctx
+
+    # A suite with `protocol: reference | ifforge`: the loader of its benchmark's official files (ifforge.evaluate
+    # .reference), called with the local copy's folder (or None: download).
+    official: Any = None
+
+    @classmethod
+    def preflight(cls, cfg: Any, reference_dir: Optional[str]) -> None:
+        """Cheap checks before any request: the protocol's name, and that its official files can be had."""
+        if cls.official is None:
+            return
+        if str(cfg.protocol) not in ("reference", "ifforge"):
+            from ifforge.errors import UserError
+
+            raise UserError(f"eval.{cls.name}.protocol must be reference or ifforge (got {cfg.protocol!r})")
+        if str(cfg.protocol) == "reference":
+            cls.official(reference_dir)  # fetched (or found) and hash-checked before any answer is paid for
 
     def load(self) -> List[Item]:
         raise NotImplementedError

@@ -32,13 +32,16 @@ def judge_note(metrics: dict) -> List[str]:
     """The footnotes every judged table carries: who judged, and what could not be read."""
     notes = []
     judge = metrics.get("judge")
+    protocol = metrics.get("protocol")
     if judge:
-        notes.append(f"Judge: {judge.get('model')} ({judge.get('backend')}).")
+        notes.append(f"Judge: {judge.get('model')} ({judge.get('backend')})"
+                     + (f", {protocol} protocol." if protocol else "."))
     if metrics.get("unparseable"):
-        notes.append(f"{metrics['unparseable']} judge answer(s) were missing (failed calls) or could not be parsed; "
-                     f"they are left out of the rates.")
+        handling = metrics.get("unparseable_rule") or "they are left out of the rates"
+        notes.append(f"{metrics['unparseable']} judge answer(s) could not be read; {handling}.")
     if metrics.get("generation_failures"):
-        notes.append(f"{metrics['generation_failures']} generation(s) failed and were scored as empty answers.")
+        notes.append(f"{metrics['generation_failures']} generation(s) failed and are left out of every score "
+                     f"(accepted under candidate.max_failed_fraction).")
     return notes
 
 

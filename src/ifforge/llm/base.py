@@ -24,6 +24,7 @@ _FAILURES_LOCK = threading.Lock()
 # Cache keys re-asked under `cache=refresh` in this process: asked once, then served from the cache like any other
 # answer (a suite that answers first and scores later must not pay twice).
 _REFRESHED: set = set()
+_EVIDENCE = 50  # requests asked before a tolerated failed fraction is judged mid-stage
 
 
 def _plain(value: Any) -> Any:
@@ -68,6 +69,7 @@ class Generator:
         self.requests = 0  # completions asked for, cache hits included: the denominator of the failed fraction
         self._refresh = cfg.get("cache") == "refresh"
         self._tolerance = float(cfg.get("max_failed_fraction") or 0.0)
+        self._last_failed: Optional[tuple] = None  # (step, requests in it, its failed completions)
         self._lock = threading.Lock()
         # Read once: OmegaConf attribute access costs ~0.1 ms, paid per request otherwise.
         self._defaults = {k: _plain(cfg.get(k)) for k in SAMPLING_KEYS}
@@ -146,10 +148,19 @@ class Generator:
         with self._lock:
             self.requests += len(calls)
         if failed:
-            self._log_failures(desc, [calls[i] for i in failed], [done[i] for i in failed])  # type: ignore[misc]
-            if self.stats.failures > self._tolerance * self.requests:
-                raise StageFailed(self._failure_message(desc, len(calls), [done[i] for i in failed]))  # type: ignore[misc]
+            failures = [done[i] for i in failed]
+            self._log_failures(desc, [calls[i] for i in failed], failures)  # type: ignore[arg-type]
+            self._last_failed = (desc, len(calls), failures)
+            # With no tolerance any failure stops the stage now; with some, a few early failures are no evidence
+            # yet: the fraction is enforced once enough requests were asked, and by check_tolerance() at the end.
+            if self._tolerance == 0 or self.requests >= _EVIDENCE:
+                self.check_tolerance()
         return results
+
+    def check_tolerance(self) -> None:
+        """Raise StageFailed when more than `max_failed_fraction` of this generator's requests failed."""
+        if self._last_failed is not None and self.stats.failures > self._tolerance * self.requests:
+            raise StageFailed(self._failure_message(*self._last_failed))  # type: ignore[arg-type]
 
     def _log_failures(self, desc: str, calls: List[Call], completions: List[Completion]) -> None:
         if self.failures_path is None:
@@ -175,16 +186,19 @@ class Generator:
         url = self.cfg.get("base_url")
         where = f"{self.backend.name}:{self.model}" + (f" at {redact_url(str(url))}" if url else "")
         ok = asked - len(completions)
+        key = {"student": "response.external.student"}.get(self.role, self.role)  # the config key of the role
         text = f"{len(completions)} of {asked} requests to the {self.role} ({where}) failed in {desc!r}: {top}; "
         if self.stats.failures > len(completions):
-            text += (f"{self.stats.failures} of {self.requests} so far, over {self.role}.max_failed_fraction="
+            text += (f"{self.stats.failures} of {self.requests} so far, over {key}.max_failed_fraction="
                      f"{self._tolerance:g}; ")
         if self.cache is not None and ok == 0 and self.stats.failures == self.requests:
             text += "no answer was received: fix the endpoint, then rerun"
         elif self.cache is not None:
             text += f"the {ok} answers received are cached: rerun to send only the requests that are missing"
+            if self._refresh:
+                text += f" (without {self.role}.cache=refresh, which would ask everything again)"
         else:
-            text += f"nothing is cached ({self.role}.cache=false): a rerun sends every request again"
+            text += f"nothing is cached ({key}.cache=false): a rerun sends every request again"
         if self.failures_path is not None:
             text += f" (failed requests: {self.failures_path})"
         return text

@@ -47,6 +47,14 @@ class BuildStage(Stage):
         slice_["files"] = file_digests(slice_)  # seeds, templates, data files: their content, not just their path
         return slice_
 
+    def refreshes(self, cfg: DictConfig) -> bool:
+        from omegaconf import OmegaConf
+
+        aug, resp = _parts(cfg)
+        nodes = [cfg.generator] + ([cfg.judge] if aug.uses_judge() or resp.uses_judge() else [])
+        nodes.append(OmegaConf.select(cfg, "response.external.student"))
+        return any(n is not None and n.get("cache") == "refresh" for n in nodes)
+
     def _steps(self, cfg: DictConfig):
         from ifforge.build.seed_filter import FilterSeeds
 
@@ -87,6 +95,8 @@ class BuildStage(Stage):
             seeds = load_seeds(cfg.seeds, lambda row, reason: ctx.reject("seeds", row, reason))
             log.info("[build] %d seeds", len(seeds))
             rows = ctx.run_steps(steps, seeds)
+            for g in ctx.generators.values():  # a tolerated failed fraction, judged over the whole build
+                g.check_tolerance()
             splits = aug.assemble(rows, ctx)
             if not any(splits.values()):
                 raise StageFailed(
@@ -95,6 +105,8 @@ class BuildStage(Stage):
                     f"generator.cache=refresh asks again")
             counts = save_splits(splits, out)
             extra = aug.statistics(splits, ctx)
+            for g in ctx.generators.values():  # statistics may ask too (DeMoRecon's comparisons)
+                g.check_tolerance()
         finally:
             rejects.close()
             for g in ctx.generators.values():

@@ -70,11 +70,14 @@ class EvalStage(Stage):
         if _generates(node):
             slice_["candidate"] = identity(cfg)
         if cls.uses_judge:
-            slice_["judge"] = generator_slice(cfg.judge)
+            slice_["judge"] = {k: v for k, v in generator_slice(cfg.judge).items() if k != "keep_cut_off"}
         return slice_
 
     def config(self, cfg: DictConfig) -> Dict[str, Any]:
         return {"suites": {n: self.suite_config(cfg, n, cls) for n, cls in sorted(selected_suites(cfg).items())}}
+
+    def refreshes(self, cfg: DictConfig) -> bool:
+        return any(cfg[role].cache == "refresh" for role in ("candidate", "judge"))
 
     def preflight(self, cfg: DictConfig) -> None:
         from ifforge.evaluate.candidate import candidate_node, uses_train
@@ -82,8 +85,9 @@ class EvalStage(Stage):
         from ifforge.registry import discover
 
         suites = selected_suites(cfg)
-        for name in suites:
+        for name, cls in suites.items():
             node = cfg.eval[name]
+            cls.preflight(node, cfg.paths.get("reference"))
             for key in ("path", "responses", "judge_template"):
                 if node[key] and not Path(str(node[key])).expanduser().exists():
                     raise UserError(f"eval.{name}.{key}: not found: {node[key]}")
@@ -108,7 +112,9 @@ class EvalStage(Stage):
         about = {"label": cand.label(cfg), "judge": {"backend": judge.pop("name"), **judge},
                  "candidate": {"backend": str(cfg.candidate.name), "model": cand.model_name(cfg, train_dir)}}
         ctx = SuiteContext(candidate=lambda: generators.get("candidate"), judge=lambda: generators.get("judge"),
-                           build_dir=inputs["build"].path if "build" in inputs else None)
+                           build_dir=inputs["build"].path if "build" in inputs else None,
+                           reference_dir=cfg.paths.get("reference"),
+                           judge_concurrency=int(cfg.judge.max_concurrency))
         planned = []
         for name, cls in selected_suites(cfg).items():
             suite_inputs = {k: inputs[k] for k in ("train", "build") if k in inputs
@@ -120,7 +126,10 @@ class EvalStage(Stage):
         try:
             _answer_before_judging(cfg, [p[1] for p in planned if not p[3].done], generators)
             for name, suite, config, art, suite_inputs in planned:
-                ensure(art, config, lambda d, s=suite: run_suite(s, d, about), inputs=suite_inputs, log=log.info)
+                ensure(art, config, lambda d, s=suite: run_suite(s, d, about), inputs=suite_inputs, log=log.info,
+                       verify=str(cfg.verify), rebuild=self.refreshes(cfg))
+            for g in generators.live.values():  # a tolerated failed fraction, judged over the whole stage
+                g.check_tolerance()
         finally:
             generators.close_all()
         metrics = {name: json.loads((art.path / "metrics.json").read_text()) for name, _, _, art, _ in planned}
@@ -176,4 +185,5 @@ def _answer_before_judging(cfg: DictConfig, suites: List[Any], generators: _Gene
         return
     for suite in todo:
         suite.answer(suite.load(), generators.get("candidate"))
+    generators.get("candidate").check_tolerance()
     generators.close("candidate")

@@ -7,8 +7,9 @@ cache). Then, by `feedback` (both | internal | external | none):
 - external: a student model (`external.student`, any generator config) answers the hardest-level instructions;
   the judge (`cfg.judge`) lists the constraints the answer breaks. With any violation the sample is
   [instruction, student answer, critique + request to revise, teacher answer], else [instruction, teacher answer].
-Feedback samples go into `feedback_conversations`; a failed feedback call drops only that sample (to rejects),
-never the instruction itself.
+Feedback samples go into `feedback_conversations`; an unusable feedback reply drops only that sample (to rejects),
+never the instruction itself. A feedback request that fails after its retries fails the build, as every request
+does (unless the role's `max_failed_fraction` accepts it; the sample is then missing and counted).
 """
 
 from __future__ import annotations

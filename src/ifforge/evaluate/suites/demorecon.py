@@ -93,8 +93,11 @@ class DeMoReconEval(Suite):
             rows.append({"id": it.id, "prompt": it.prompt, "response": resp, "verdict": verdict,
                          "judge_output": ans["text"], "judge_error": ans["error"]})
         parsed = [v for v in verdicts if v is not None]
-        return rows, {"accuracy": pct(sum(parsed), len(parsed)), "n_items": len(items), "n_scored": len(parsed),
-                      "unparseable": len(verdicts) - len(parsed)}
+        # As in the paper: accuracy over every item; an unreadable verdict is simply not a correct one (counted).
+        return rows, {"accuracy": pct(sum(parsed), len(verdicts)), "n_items": len(items), "n_scored": len(parsed),
+                      "scored_verdicts": len(parsed),
+                      "unparseable": len(verdicts) - len(parsed),
+                      "unparseable_rule": "each counts as not correct (accuracy is over every item, as in the paper)"}
 
     @classmethod
     def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
@@ -134,16 +137,15 @@ class DeMoReconDet(Suite):
             predicted = parse_verdict(out)
             rows.append({"id": it.id, "instruction": it.data["instruction"], "response": it.data["response"],
                          "label": it.data["label"], "prediction": predicted, "model_output": out,
-                         "correct": None if predicted is None else predicted == it.data["label"]})
-            if predicted is not None:
-                pairs.append((it.data["label"], predicted))
+                         "correct": predicted == it.data["label"]})
+            pairs.append((it.data["label"], predicted))
         return rows, detection_metrics(pairs, n_items=len(items))
 
     def table(self, metrics: Dict[str, Any], label: str) -> str:
         notes = []
         if metrics["unparseable"]:
-            notes.append(f"{metrics['unparseable']} answer(s) of the model under test were neither Yes nor No and "
-                         f"are left out of the rates.")
+            notes.append(f"{metrics['unparseable']} answer(s) of the model under test were neither Yes nor No; "
+                         f"each counts as not correct (accuracy is over every item, as in the paper).")
         return headline_tables(self.headline(metrics), label, notes=notes, details={
             "DeMoRecon-Det": f"{metrics['n_scored']} of {metrics['n_items']} answered"})
 
@@ -152,12 +154,17 @@ class DeMoReconDet(Suite):
         return {"DeMoRecon-Det": {"accuracy": metrics["accuracy"], "balanced accuracy": metrics["balanced_accuracy"]}}
 
 
-def detection_metrics(pairs: List[Tuple[bool, bool]], n_items: int) -> Dict[str, Any]:
-    """Accuracy and balanced accuracy (mean recall of the Yes and No classes) over (label, prediction) pairs."""
-    tp = sum(1 for y, p in pairs if y and p)
-    tn = sum(1 for y, p in pairs if not y and not p)
+def detection_metrics(pairs: List[Tuple[bool, Optional[bool]]], n_items: int) -> Dict[str, Any]:
+    """Accuracy and balanced accuracy (mean recall of the Yes and No classes) over (label, prediction) pairs, every
+    item counted as in the paper: a prediction that is neither Yes nor No (None) is simply not a correct one."""
+    tp = sum(1 for y, p in pairs if y and p is True)
+    tn = sum(1 for y, p in pairs if not y and p is False)
     pos = sum(1 for y, _ in pairs if y)
     neg = len(pairs) - pos
+    unreadable = sum(1 for _, p in pairs if p is None)
     return {"accuracy": pct(tp + tn, len(pairs)), "balanced_accuracy": mean([pct(tp, pos), pct(tn, neg)]),
-            "n_items": n_items, "n_scored": len(pairs), "unparseable": n_items - len(pairs),
-            "confusion": {"yes_yes": tp, "yes_no": pos - tp, "no_yes": neg - tn, "no_no": tn}}
+            "n_items": n_items, "n_scored": len(pairs) - unreadable, "unparseable": unreadable,
+            "confusion": {"yes_yes": tp, "yes_no": sum(1 for y, p in pairs if y and p is False),
+                          "no_yes": sum(1 for y, p in pairs if not y and p is True), "no_no": tn,
+                          "yes_unreadable": sum(1 for y, p in pairs if y and p is None),
+                          "no_unreadable": sum(1 for y, p in pairs if not y and p is None)}}

@@ -52,10 +52,12 @@ def row_seed(row: Dict[str, Any]) -> int:
 def check_response(registry: Any, row: Dict[str, Any], response: str) -> List[Dict[str, Any]]:
     """Strict and loose verdicts for each instruction of one IFEval row.
 
-    Some checkers draw random values when a kwarg is unusable (e.g. letter_frequency with letter "#" counts a random
-    letter), so the reference's scores vary from run to run. Here Python's `random` is seeded from the prompt for
-    the row, and checkers are built and checked in the reference's order (strict pass, then a fresh loose pass):
-    the same seed gives the reference's verdicts, and every run gives the same ones."""
+    The checkers are the reference's (lm-eval's), built and checked in its order (a strict pass, then a fresh
+    loose pass), so every verdict equals the reference's wherever the reference is deterministic. It is not
+    deterministic on one kind of item: a checker whose kwarg is unusable draws a random value (letter_frequency
+    with letter "#" counts a randomly chosen letter), so the reference's own verdict there changes from run to
+    run. Here Python's `random` is seeded from the row's prompt, so that item gets one fixed verdict, the same on
+    every run; it is one of the verdicts the reference can give, not "the" reference verdict."""
     state = random.getstate()
     random.seed(row_seed(row))
     try:

@@ -1,8 +1,12 @@
 """InFoBench (Qin et al., 2024): 500 instructions, 2,250 decomposed yes/no requirements.
 
-The judge answers each requirement in its own call (ifforge's own prompt), so calls are independent, batched and
-cached one by one. DRFR (Decomposed Requirements Following Ratio) = requirements met / requirements judged, for the
-easy set, the hard set and overall. Unreadable judge answers are counted and left out of the ratios.
+DRFR (Decomposed Requirements Following Ratio) = requirements met / requirements judged, for the easy set, the
+hard set and overall.
+
+`protocol: reference` (default) is InFoBench's own `evaluation.py`, run as written (infobench_official): one
+conversation per item, its system message, its answer reading; an unreadable answer counts as NO and the item's
+later questions are not asked, as there. `protocol: ifforge` asks each requirement in its own call (ifforge's own
+prompt, showing the instruction), so calls are independent; unreadable answers are left out of the ratios.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import ast
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ifforge.evaluate import SUITES
 from ifforge.evaluate.data import load_hub, read_rows
 from ifforge.evaluate.judge import ask, parse_verdict
 from ifforge.evaluate.rates import pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
+from ifforge.evaluate.suites.infobench_official import OfficialInfoBench
 from ifforge.evaluate.tables import headline_tables, judge_note
 from ifforge.prompts import render
 
@@ -26,6 +31,7 @@ SUBSETS = {"Easy_set": "easy", "Hard_set": "hard"}
 @dataclass
 class InfoBenchConfig(SuiteConfig):
     hf_name: str = "kqsong/InFoBench"
+    protocol: str = "reference"  # reference (InFoBench's evaluation.py) | ifforge
 
 
 def as_list(value: Any) -> List[Any]:
@@ -53,6 +59,7 @@ def drfr(verdicts: List[Tuple[str, Any]]) -> Dict[str, Any]:
 class InfoBench(Suite):
     name = "infobench"
     uses_judge = True
+    official = OfficialInfoBench
 
     def load(self) -> List[Item]:
         rows = read_rows(self.cfg.path) if self.cfg.path else load_hub(self.cfg.hf_name, self.cfg.split)
@@ -65,7 +72,42 @@ class InfoBench(Suite):
                                     "labels": as_list(r.get("question_label") or "[]")}))
         return self.limited(items)
 
+    def _score_reference(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+        from ifforge.llm import ChatRequest
+
+        judge = self.ctx.judge()
+
+        def batch(conversations: List[List[Dict[str, str]]], temperature: float) -> List[Optional[str]]:
+            results = judge.generate([ChatRequest(messages=c, params={"temperature": temperature})
+                                      for c in conversations], desc="judge infobench")
+            return [r.text if r.ok else None for r in results]
+
+        entries = [{"id": it.id, "input": it.data["input"], "output": resp,
+                    "decomposed_questions": it.data["questions"]} for it, resp in zip(items, responses)]
+        evals = OfficialInfoBench(self.ctx.reference_dir).judge_all(
+            entries, batch, workers=int(self.ctx.judge_concurrency or 256))
+        rows, verdicts, left_out = [], [], []
+        for it, resp, ev in zip(items, responses, evals):
+            if ev is None:  # a judge call failed (tolerated): the item is not scored at all
+                left_out.append(it.id)
+                continue
+            checks = [{"question": q, "verdict": v} for q, v in zip(it.data["questions"], ev)]
+            rows.append({"id": it.id, "subset": it.data["subset"], "prompt": it.prompt, "response": resp,
+                         "checks": checks, "not_asked": len(it.data["questions"]) - len(ev)})
+            # InFoBench's bool_ratio: an unreadable answer (None) counts as NO; unasked questions are not counted.
+            verdicts += [(it.data["subset"], bool(v)) for v in ev]
+        metrics = drfr(verdicts)
+        metrics.update(n_items=len(items), unparseable=sum(c["verdict"] is None for r in rows for c in r["checks"]),
+                       not_asked=sum(r["not_asked"] for r in rows), items_left_out=left_out, protocol="reference",
+                       n_questions=sum(len(it.data["questions"]) for it in items),
+                       scored_verdicts=len(verdicts) - sum(c["verdict"] is None for r in rows for c in r["checks"]),
+                       unparseable_rule="each counts as NO and the item's later questions are not asked, as in "
+                                        "InFoBench's evaluation.py")
+        return rows, metrics
+
     def score(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+        if str(self.cfg.protocol) == "reference":
+            return self._score_reference(items, responses)
         owners, prompts = [], []
         for i, (it, resp) in enumerate(zip(items, responses)):
             for q in it.data["questions"]:
@@ -81,7 +123,7 @@ class InfoBench(Suite):
         rows = [{"id": it.id, "subset": it.data["subset"], "prompt": it.prompt, "response": resp, "checks": cs}
                 for it, resp, cs in zip(items, responses, checks)]
         metrics = drfr([(it.data["subset"], c["verdict"]) for it, cs in zip(items, checks) for c in cs])
-        metrics["n_items"] = len(items)
+        metrics.update(n_items=len(items), protocol="ifforge", scored_verdicts=metrics["n_judged"])
         return rows, metrics
 
     @classmethod
