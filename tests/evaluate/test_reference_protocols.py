@@ -309,3 +309,27 @@ def test_infobench_reference_matches_the_official_code(tmp_path, openai_server):
     assert len(judge_bodies) == total  # questions after an unreadable answer are never asked
     first = next(b for b in judge_bodies if len(b["messages"]) == 1)
     assert first["messages"][0]["content"].startswith(ns["SYS_MSG"]) and "Generated Text:" in first["messages"][0]["content"]
+
+
+def test_offline_without_a_local_copy_is_one_line_and_the_download_cache_is_checked(tmp_path, openai_server):
+    from ifforge.evaluate.reference import SOURCES
+
+    data = tmp_path / "ib.jsonl"
+    data.write_text(open(SHARED_DATA / "infobench" / "infobench_500.jsonl").readline())
+    args = ["stages=[eval]", "eval=[infobench]", f"eval.infobench.path={data}", *candidate_args(openai_server.url),
+            *openai_args(openai_server.url, "judge-model", "judge")]
+    home = tmp_path / "home"
+    proc = run_cli(args, tmp_path, env={**ENV, "IFFORGE_HOME": str(home), "IFFORGE_REFERENCE_DIR": ""})
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ifforge: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "cannot fetch" in errors[0]
+    assert "paths.reference" in errors[0] and openai_server.count() == 0  # before any answer was paid for
+    # A file in the download cache that is not the pinned one is never used; the pinned one is.
+    cached = home / "reference" / "InfoBench" / SOURCES["InfoBench"].commit / "evaluation.py"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("SYS_MSG = 'not the official one'\n")
+    proc = run_cli(args, tmp_path, env={**ENV, "IFFORGE_HOME": str(home), "IFFORGE_REFERENCE_DIR": ""})
+    assert proc.returncode == 2 and "cannot fetch" in proc.stderr
+    cached.write_bytes((REF / "InfoBench" / "evaluation.py").read_bytes())
+    openai_server.on(None, "An answer.", model="cand")
+    openai_server.on(None, "YES", model="judge-model")
+    run_cli(args, tmp_path, env={**ENV, "IFFORGE_HOME": str(home), "IFFORGE_REFERENCE_DIR": ""}, check=True)
