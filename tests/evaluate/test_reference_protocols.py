@@ -285,8 +285,13 @@ def test_infobench_reference_matches_the_official_code(tmp_path, openai_server):
     ns = {"json": json, "os": os, "time": time, "join": os.path.join, "exists": os.path.exists,
           "tqdm": lambda it, **k: it, **module_constants(path, ["SYS_MSG"])}
     run_evaluation = load_functions(path, ["load_jsonl", "bool_ratio", "run_evaluation"], ns)["run_evaluation"]
-    client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=lambda model, messages, temperature:
-        SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=ib_judge(messages)))]))))
+    asked = []
+
+    def create(model, messages, temperature):
+        asked.append(json.dumps(messages, sort_keys=True))
+        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=ib_judge(messages)))])
+
+    client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
     entries = [{"id": r["id"], "input": r["input"], "output": results[r["id"]]["response"],
                 "decomposed_questions": r["decomposed_questions"]} for r in picked]
     src = tmp_path / "official" / "model_output.jsonl"
@@ -307,6 +312,8 @@ def test_infobench_reference_matches_the_official_code(tmp_path, openai_server):
     assert metrics["drfr_overall"] == round(100 * true / total, 2) and metrics["protocol"] == "reference"
     judge_bodies = [b for b in srv.requests if b["model"] == "judge-model"]
     assert len(judge_bodies) == total  # questions after an unreadable answer are never asked
+    # Every conversation, turn by turn, exactly as the official code sends it (history and earlier answers).
+    assert sorted(json.dumps(b["messages"], sort_keys=True) for b in judge_bodies) == sorted(asked)
     first = next(b for b in judge_bodies if len(b["messages"]) == 1)
     assert first["messages"][0]["content"].startswith(ns["SYS_MSG"]) and "Generated Text:" in first["messages"][0]["content"]
 
@@ -333,3 +340,34 @@ def test_offline_without_a_local_copy_is_one_line_and_the_download_cache_is_chec
     openai_server.on(None, "An answer.", model="cand")
     openai_server.on(None, "YES", model="judge-model")
     run_cli(args, tmp_path, env={**ENV, "IFFORGE_HOME": str(home), "IFFORGE_REFERENCE_DIR": ""}, check=True)
+
+
+def test_infobench_reference_stops_sending_once_the_judge_fails(tmp_path, openai_server):
+    from tests.helpers.openai_server import Fault
+
+    srv = openai_server
+    rows = [json.loads(line) for line in open(SHARED_DATA / "infobench" / "infobench_500.jsonl")][:12]
+    data = tmp_path / "ib.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    srv.on(None, "An answer.", model="cand")
+    srv.on(None, fault=Fault.http_error(500), model="judge-model")
+    proc = run_cli(["stages=[eval]", "eval=[infobench]", f"eval.infobench.path={data}", f"paths.reference={REF}",
+                    *candidate_args(srv.url), *openai_args(srv.url, "judge-model", "judge"), "judge.max_retries=0",
+                    "judge.max_concurrency=4"], tmp_path, env=ENV)
+    assert proc.returncode == 1 and "requests to the judge" in proc.stderr
+    assert srv.count(lambda b: b["model"] == "judge-model") <= 4  # the first batch; nothing after the failure
+
+
+def test_followbench_limit_counts_examples(tmp_path):
+    from omegaconf import OmegaConf
+
+    from ifforge.evaluate.suite import SuiteContext
+    from ifforge.evaluate.suites.followbench import FollowBench, FollowBenchConfig
+
+    cfg = OmegaConf.structured(FollowBenchConfig(name="followbench", path=str(SHARED_DATA / "followbench"), limit=2,
+                                                 categories=["content", "mixed"]))
+    suite = FollowBench(cfg, SuiteContext(candidate=lambda: None, judge=lambda: None))
+    items = suite.load()
+    levels = sorted((it.data["category"], it.id.split("/")[1], it.data["level"]) for it in items)
+    assert len(items) == 20 and {lvl for _, _, lvl in levels} == {1, 2, 3, 4, 5}  # level 5 is reached
+    assert all(sum(1 for r in suite.rows[c] if r["level"] == 0) == 2 for c in ("content", "mixed"))

@@ -15,6 +15,7 @@ import ast
 import hashlib
 import os
 import re
+import tempfile
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -89,8 +90,9 @@ def reference_file(source: str, path: str, local_dir: Optional[str] = None) -> P
     if _sha256(data) != want:
         raise UserError(f"{url}: the downloaded file does not match the pinned SHA-256; not used")
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(cached.suffix + ".tmp")
-    tmp.write_bytes(data)
+    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".tmp")  # parallel jobs
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     os.replace(tmp, cached)
     return cached
 

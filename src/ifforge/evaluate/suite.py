@@ -55,6 +55,8 @@ class Suite:
     # A suite with `protocol: reference | ifforge`: the loader of its benchmark's official files (ifforge.evaluate
     # .reference), called with the local copy's folder (or None: download).
     official: Any = None
+    # Bumped when a suite's arithmetic changes, so that results scored the old way are never reused.
+    scoring_version = 1
 
     @classmethod
     def preflight(cls, cfg: Any, reference_dir: Optional[str]) -> None:

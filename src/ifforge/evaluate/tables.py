@@ -36,9 +36,17 @@ def judge_note(metrics: dict) -> List[str]:
     if judge:
         notes.append(f"Judge: {judge.get('model')} ({judge.get('backend')})"
                      + (f", {protocol} protocol." if protocol else "."))
-    if metrics.get("unparseable"):
+    if "unparseable" in metrics:  # always said, 0 included: a reader compares it with the score
         handling = metrics.get("unparseable_rule") or "they are left out of the rates"
         notes.append(f"{metrics['unparseable']} judge answer(s) could not be read; {handling}.")
+    for key, what in (("items_left_out", "item(s)"), ("examples_left_out", "example(s)")):
+        left = metrics.get(key)
+        count = sum(len(v) for v in left.values()) if isinstance(left, dict) else len(left or [])
+        if count:
+            notes.append(f"{count} {what} left out: a judge call failed (accepted under judge.max_failed_fraction).")
+    if metrics.get("not_asked"):
+        notes.append(f"{metrics['not_asked']} question(s) not asked after an unreadable answer, as in the "
+                     f"benchmark's own code.")
     if metrics.get("generation_failures"):
         notes.append(f"{metrics['generation_failures']} generation(s) failed and are left out of every score "
                      f"(accepted under candidate.max_failed_fraction).")

@@ -71,6 +71,12 @@ class EvalStage(Stage):
             slice_["candidate"] = identity(cfg)
         if cls.uses_judge:
             slice_["judge"] = {k: v for k, v in generator_slice(cfg.judge).items() if k != "keep_cut_off"}
+        if cls.scoring_version != 1:
+            slice_["scoring_version"] = cls.scoring_version
+        if cls.official is not None and str(node.protocol) == "reference":  # the pinned official files
+            from ifforge.evaluate.reference import SOURCES
+
+            slice_["reference"] = {k: v.commit for k, v in SOURCES.items()}
         return slice_
 
     def config(self, cfg: DictConfig) -> Dict[str, Any]:
@@ -157,7 +163,10 @@ class _Generators:
             self.live[role] = make_generator(node, self.cfg.paths.cache, role=role, failures_path=self.failures)
         return self.live[role]
 
-    def close(self, role: str) -> None:
+    def close(self, role: str, check: bool = True) -> None:
+        """Free the role's model; `check`: first enforce its tolerated failed fraction (not while unwinding)."""
+        if check and role in self.live:
+            self.live[role].check_tolerance()
         g = self.live.pop(role, None)
         if g is None:
             return
@@ -169,7 +178,7 @@ class _Generators:
 
     def close_all(self) -> None:
         for role in list(self.live):
-            self.close(role)
+            self.close(role, check=False)
 
 
 LOCAL_BACKENDS = ("hf_local", "vllm")
@@ -185,5 +194,4 @@ def _answer_before_judging(cfg: DictConfig, suites: List[Any], generators: _Gene
         return
     for suite in todo:
         suite.answer(suite.load(), generators.get("candidate"))
-    generators.get("candidate").check_tolerance()
     generators.close("candidate")

@@ -74,6 +74,7 @@ class DeMoReconEval(Suite):
     name = "demorecon_eval"
     uses_judge = True
     uses_build = True
+    scoring_version = 2  # 2: accuracy over every item (1 left unreadable answers out of the denominator)
 
     def load(self) -> List[Item]:
         items = []
@@ -112,6 +113,7 @@ class DeMoReconEval(Suite):
 class DeMoReconDet(Suite):
     name = "demorecon_det"
     uses_build = True
+    scoring_version = 2  # 2: accuracy over every item (1 left unreadable answers out of the denominator)
 
     def load(self) -> List[Item]:
         items = []

@@ -65,8 +65,15 @@ class OfficialFollowBench:
         level 0 included) and the model's answers ({instruction: answer}); per-item verdicts for results.jsonl.
         Examples with a failed judge call are left out whole (a tolerated failure is never scored)."""
         left_out: List[Any] = []
+        replies: Dict[str, Optional[str]] = {}
+
+        def ask_once(prompts: List[str]) -> List[Optional[str]]:  # a re-score after a failure asks nothing again
+            todo = [p for p in dict.fromkeys(prompts) if p not in replies]
+            replies.update(zip(todo, judge(todo) if todo else []))
+            return [replies[p] for p in prompts]
+
         while True:
-            result = self._score(category, rows, answers, judge)
+            result = self._score(category, rows, answers, ask_once)
             failed = result.pop("failed_examples")
             if not failed:
                 result["examples_left_out"] = left_out
@@ -127,7 +134,10 @@ class OfficialFollowBench:
                         with contextlib.redirect_stdout(io.StringIO()):
                             hard, soft = self.parse(reply, r["level"]) if reply is not None else (None, None)
                         unreadable += hard == -1
-                        items.append(_item(r, "judge", hard, soft, prompt=a["prompt_new"], output=reply))
+                        item = _item(r, "judge", 0 if hard == -1 else hard, 0 if soft == -1 else soft,
+                                     prompt=a["prompt_new"], output=reply)
+                        item["unreadable"] = hard == -1  # counted as NO, as in the rates
+                        items.append(item)
                     else:
                         ok = self._rule(category, r, answers[r["instruction"]])
                         items.append(_item(r, "rule", ok, ok))

@@ -32,6 +32,8 @@ SUBSETS = {"Easy_set": "easy", "Hard_set": "hard"}
 class InfoBenchConfig(SuiteConfig):
     hf_name: str = "kqsong/InFoBench"
     protocol: str = "reference"  # reference (InFoBench's evaluation.py) | ifforge
+    # reference: evaluation.py sets no limit (the API's default); its answers are a word or a sentence
+    judge_max_tokens: int = 1024
 
 
 def as_list(value: Any) -> List[Any]:
@@ -78,8 +80,9 @@ class InfoBench(Suite):
         judge = self.ctx.judge()
 
         def batch(conversations: List[List[Dict[str, str]]], temperature: float) -> List[Optional[str]]:
-            results = judge.generate([ChatRequest(messages=c, params={"temperature": temperature})
-                                      for c in conversations], desc="judge infobench")
+            params = {"temperature": temperature, "max_tokens": int(self.cfg.judge_max_tokens)}
+            results = judge.generate([ChatRequest(messages=c, params=dict(params)) for c in conversations],
+                                     desc="judge infobench")
             return [r.text if r.ok else None for r in results]
 
         entries = [{"id": it.id, "input": it.data["input"], "output": resp,

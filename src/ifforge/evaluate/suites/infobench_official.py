@@ -6,6 +6,8 @@ then one question per turn), its reading of the answers (starts with yes/no, els
 early stop (an unreadable answer is recorded as None, read as NO, and the item's later questions are not asked).
 Its client is a stand-in that sends each turn through ifforge's judge: the turns that the threads ask at the same
 moment (question k of every item) go out as one batch, so a local judge runs batched and an API judge concurrently.
+Where the official code retries a failed call forever, here a failed call (accepted under the judge's
+`max_failed_fraction`) leaves its item out, counted; past the tolerance the stage stops.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import os
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional
@@ -33,50 +34,62 @@ class _Failed(BaseException):
 
 
 class LockstepClient:
-    """What run_evaluation uses of an OpenAI client (`chat.completions.create`), batching concurrent calls."""
+    """What run_evaluation uses of an OpenAI client (`chat.completions.create`), batching concurrent calls.
 
-    def __init__(self, batch: Batch):
+    `active` worker threads each run items one after another; a batch goes out when every active worker is
+    waiting for an answer (or after a short wait, for a worker busy between items). One batch at a time, sent
+    without holding the lock. Once the judge stops the stage, nothing more is sent."""
+
+    def __init__(self, batch: Batch, workers: int):
         self.batch = batch
         self.cond = threading.Condition()
         self.pending: List[Dict[str, Any]] = []
-        self.active = 0  # threads inside run_evaluation
+        self.active = workers  # worker threads that may still ask
+        self.flushing = False
         self.error: Optional[BaseException] = None  # the judge stopped the stage (failures past its tolerance)
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.create))
 
-    def enter(self) -> None:
-        with self.cond:
-            self.active += 1
-
     def leave(self) -> None:
+        """A worker has no items left."""
         with self.cond:
             self.active -= 1
-            if self.pending and len(self.pending) >= self.active:
-                self._flush()
+            self.cond.notify_all()  # a waiting worker re-checks whether everyone left is waiting
 
     def create(self, model: str, messages: List[Dict[str, str]], temperature: float = 0) -> Any:
         slot: Dict[str, Any] = {"messages": [dict(m) for m in messages], "temperature": temperature, "done": False}
         with self.cond:
+            if self.error is not None:
+                raise _Failed()
             self.pending.append(slot)
+            self.cond.notify_all()
+            waited = False
             while not slot["done"]:
-                if self.error is None and len(self.pending) >= self.active:
-                    self._flush()
-                elif not self.cond.wait(timeout=_FLUSH_AFTER) and not slot["done"] and self.error is None:
-                    self._flush()  # some thread is slow to ask: do not hold the others back
-                if self.error is not None and not slot["done"]:
+                if self.error is not None:
+                    if slot in self.pending:
+                        self.pending.remove(slot)
                     raise _Failed()
+                if not self.flushing and self.pending and (len(self.pending) >= self.active or waited):
+                    self._flush()
+                    continue
+                waited = not self.cond.wait(timeout=_FLUSH_AFTER)  # True when the wait timed out
         if slot["answer"] is None:
             raise _Failed()
         return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=slot["answer"]))])
 
     def _flush(self) -> None:
-        batch, self.pending = self.pending, []
-        if not batch:
-            return
+        """Send what is pending as one batch; called holding the lock, which is released while the judge works."""
+        batch, self.pending, self.flushing = self.pending, [], True
+        error: Optional[BaseException] = None
+        self.cond.release()
         try:
             answers = self.batch([s["messages"] for s in batch], float(batch[0]["temperature"] or 0))
         except BaseException as e:  # the judge stopped the stage: every waiting item ends, the caller re-raises
-            self.error = e
-            answers = [None] * len(batch)
+            error, answers = e, [None] * len(batch)
+        finally:
+            self.cond.acquire()
+        self.flushing = False
+        if error is not None:
+            self.error = error
         for slot, answer in zip(batch, answers):
             slot.update(done=True, answer=answer)
         self.cond.notify_all()
@@ -92,7 +105,11 @@ class OfficialInfoBench:
     def judge_all(self, entries: List[Dict[str, Any]], batch: Batch, workers: int = 256) -> List[Optional[List[Any]]]:
         """`eval` (a list of True/False/None, cut at the first unreadable answer) per entry ({id, input, output,
         decomposed_questions}); None for an entry whose judge call failed."""
-        client = LockstepClient(batch)
+        workers = max(1, min(workers, len(entries)))
+        client = LockstepClient(batch, workers)
+        results: List[Optional[List[Any]]] = [None] * len(entries)
+        todo = iter(range(len(entries)))
+        take = threading.Lock()
 
         def one(i: int, tmp: str) -> Optional[List[Any]]:
             # One folder per item: run_evaluation names its output after the input's path and resumes from it.
@@ -100,18 +117,29 @@ class OfficialInfoBench:
             os.makedirs(folder)
             in_path = os.path.join(folder, "model_output.jsonl")
             Path(in_path).write_text(json.dumps(entries[i]) + "\n", encoding="utf-8")
-            client.enter()
             try:
                 out = self.run_evaluation(client, in_path, folder, "judge", 0)
             except _Failed:
                 return None
-            finally:
-                client.leave()
             return json.loads(Path(out).read_text(encoding="utf-8").splitlines()[0])["eval"]
 
+        def worker(tmp: str) -> None:
+            try:
+                while client.error is None:
+                    with take:
+                        i = next(todo, None)
+                    if i is None:
+                        return
+                    results[i] = one(i, tmp)
+            finally:
+                client.leave()
+
         with tempfile.TemporaryDirectory(prefix="infobench-") as tmp, contextlib.redirect_stdout(io.StringIO()):
-            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(entries)))) as pool:
-                results = list(pool.map(lambda i: one(i, tmp), range(len(entries))))
+            threads = [threading.Thread(target=worker, args=(tmp,), daemon=True) for _ in range(workers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         if client.error is not None:
             raise client.error
         return results
