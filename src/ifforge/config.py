@@ -102,6 +102,7 @@ class ModelConfig:
     dtype: str = "auto"  # weights: auto (float32 on CPU, bfloat16 on GPUs that have it) | float32 | bfloat16 | float16
     attn_implementation: Optional[str] = None  # eager | sdpa | flash_attention_2 ...; null: transformers' choice
     gradient_checkpointing: Optional[bool] = None  # null: on for GPUs, off on CPU (activation_checkpointing in v5)
+    deepspeed: Optional[str] = None  # the recipe's DeepSpeed (zero2 | zero3 | JSON path); objective.deepspeed wins
     max_length: Optional[int] = 2048  # tokens per training sequence (longer ones are truncated)
     chat_template: Optional[str] = None  # a training template shipped in ifforge/train/templates, or a .jinja path
     trust_remote_code: bool = False
@@ -111,6 +112,9 @@ class ModelConfig:
                                                           "target_modules": "all-linear"})
     # Per-objective trainer defaults, the papers' rows: `hparams.<objective name>` sits under `objective.trainer`.
     hparams: Dict[str, Any] = field(default_factory=dict)
+    # The paper's GPU count per objective (`gpus.<objective name>`): with the row's per-device batch and
+    # accumulation it gives the paper's global batch, which ifforge keeps on any world size (train/batch.py).
+    gpus: Dict[str, int] = field(default_factory=dict)
     extra: Dict[str, Any] = field(default_factory=dict)  # more from_pretrained kwargs
 
 
@@ -125,6 +129,8 @@ class ObjectiveConfig:
     sft_weight: float = 1.0  # dpo_sft: alpha in DPOConfig(loss_type=["sigmoid", "sft"], loss_weights=[1, alpha])
     deepspeed: Optional[str] = None  # zero2 | zero3 (launchers/deepspeed/<name>.json) or a DeepSpeed JSON path
     keep_checkpoints: bool = False  # keep the intermediate Trainer checkpoints once the final model is saved
+    # derive gradient accumulation from the world size so that the recipe's global batch holds (train/batch.py)
+    keep_global_batch: bool = True
     trainer: Dict[str, Any] = field(default_factory=dict)  # any SFTConfig / DPOConfig field, passed through
 
 

@@ -79,6 +79,8 @@ def model_card(stats: Dict[str, Any], trainer_args: Dict[str, Any]) -> str:
         f"- PEFT: {stats['peft']}",
         f"- precision: {json.dumps(stats['precision'])}",
         f"- grouped batches: {stats['group_batches']}",
+        *([f"- {stats['global_batch']['text']} (the paper's global batch, kept on this world size)"]
+          if stats.get("global_batch") else []),
         "",
         "## Metrics",
         "",

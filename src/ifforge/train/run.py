@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig
 
-from ifforge.train import chat_templates, data, distributed, loading, precision, report, settings
+from ifforge.train import batch, chat_templates, data, distributed, loading, precision, report, settings
 from ifforge.train.callbacks import NoCheckpointAtTheEnd
 
 log = logging.getLogger("ifforge")
@@ -38,23 +38,32 @@ class Plan:
     def __init__(self, cfg: DictConfig):
         self.objective = settings.check_objective(cfg)
         self.device = precision.detect()
-        self.deepspeed = distributed.deepspeed_config(cfg.objective.deepspeed)
+        self.deepspeed = distributed.deepspeed_config(deepspeed_setting(cfg))
         defaults = precision.trainer_defaults(cfg.model, self.device, deepspeed=self.deepspeed is not None)
         self.layers = settings.trainer_layers(cfg, defaults, self.deepspeed)
         self.trainer_args = settings.merged_trainer_args(self.layers)
         settings.check_trainer_keys(self.trainer_args, self.objective.kind)
+        # The paper's global batch on this launch's world size (None: no recipe GPU count, or turned off).
+        self.global_batch = batch.keep(cfg, self.trainer_args, distributed.world_size())
         # The user's own settings (layers 3-5) for the model card: the device/ifforge defaults are in the manifest.
         self.chosen_args = settings.merged_trainer_args(self.layers[2:])
+        if self.global_batch is not None:
+            self.chosen_args["gradient_accumulation_steps"] = self.global_batch.accumulation
 
     @property
     def needs_markers(self) -> bool:
         return self.objective.kind == "sft" and bool(self.trainer_args.get("assistant_only_loss"))
 
 
+def deepspeed_setting(cfg: DictConfig) -> Optional[str]:
+    """`objective.deepspeed`, else the model recipe's (Conifer trains with ZeRO-2)."""
+    return cfg.objective.deepspeed or cfg.model.get("deepspeed")
+
+
 def check(cfg: DictConfig) -> None:
     """Preflight: config, trainer keys, DeepSpeed, PEFT, model source, chat template, without loading weights."""
     plan = Plan(cfg)
-    distributed.check_deepspeed(cfg.objective.deepspeed)
+    distributed.check_deepspeed(deepspeed_setting(cfg))
     loading.check(cfg.model, plan.device)
     chat_templates.check_setting(cfg.model.chat_template, plan.needs_markers)
 
@@ -62,6 +71,8 @@ def check(cfg: DictConfig) -> None:
 def train(cfg: DictConfig, out: Path, build_dir: Path, build_fingerprint: str) -> Dict[str, Any]:
     plan = Plan(cfg)
     objective = plan.objective
+    if plan.global_batch is not None:
+        (log.info if plan.global_batch.exact else log.warning)("[train] %s", plan.global_batch.describe())
     if plan.deepspeed is not None:
         distributed.export_single_process_env()
     dataset = data.load_split(build_dir, str(cfg.objective.split), objective)
@@ -175,6 +186,8 @@ def _stats(cfg, plan: Plan, trainer, result, seconds: float, dataset, resume: Op
         "chat_template": str(cfg.model.chat_template or template_source),
         "trainer_args": {k: v for k, v in plan.trainer_args.items()},
     }
+    if plan.global_batch is not None:
+        stats["global_batch"] = {**plan.global_batch.as_dict(), "text": plan.global_batch.describe()}
     if plan.objective.kind == "dpo":
         stats["beta"] = float(args.beta)
         stats["loss_weights"] = dict(zip(args.loss_type, args.loss_weights or [1.0] * len(args.loss_type)))

@@ -129,7 +129,8 @@ def check_trainer_keys(args: Mapping[str, Any], kind: str) -> None:
 
 def check_objective(cfg: DictConfig) -> Objective:
     objective = objective_of(cfg)
-    rows = sorted(set(plain(cfg.model.get("hparams")) or {}) - set(OBJECTIVES))
+    rows = sorted((set(plain(cfg.model.get("hparams")) or {}) | set(plain(cfg.model.get("gpus")) or {}))
+                  - set(OBJECTIVES))
     if rows:
         raise UserError(f"model.hparams has rows for unknown objectives {rows}; rows are named after objectives: "
                         f"{', '.join(sorted(OBJECTIVES))}")
@@ -145,8 +146,11 @@ def check_objective(cfg: DictConfig) -> Objective:
 def fingerprint_slice(cfg: DictConfig) -> Dict[str, Any]:
     """What the trained model depends on: the model (with only this objective's hparams row), the objective
     minus runtime-only knobs, and the seed. The build's fingerprint comes in through the stage inputs."""
-    model = {k: v for k, v in plain(cfg.model).items() if k != "hparams"}
+    model = {k: v for k, v in plain(cfg.model).items() if k not in ("hparams", "gpus")}
     model["hparams"] = model_hparams(cfg)
+    gpus = (plain(cfg.model.get("gpus")) or {}).get(str(cfg.objective.name))
+    if gpus:  # only this objective's count, and only where a recipe states one
+        model["gpus"] = gpus
     if model.get("peft") == "none":
         model.pop("lora", None)  # LoRA settings without LoRA change nothing
     objective = {k: v for k, v in plain(cfg.objective).items() if k not in OBJECTIVE_RUNTIME_FIELDS}
