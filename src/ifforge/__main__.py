@@ -132,6 +132,30 @@ def _app(cfg: DictConfig) -> None:
         print(f"{stage}: {path}")
 
 
+def _trainer_arguments(printed: str) -> str:
+    """What `--cfg job` adds below the config: the trainer arguments the train stage would use on this machine
+    (the paper's row, the objective, your overrides, and the accumulation that keeps the recipe's global batch)."""
+    import yaml
+
+    try:
+        node = yaml.safe_load(printed)
+    except yaml.YAMLError:
+        return ""
+    if not isinstance(node, dict) or "model" not in node or "objective" not in node:
+        return ""
+    try:
+        from ifforge.train.run import Plan
+
+        plan = Plan(OmegaConf.create({k: node[k] for k in ("model", "objective", "seed") if k in node}))
+    except Exception as e:  # never spoil --cfg: say why the arguments are not shown
+        return f"# trainer arguments: not resolved here ({type(e).__name__}: {str(e)[:200]})\n"
+    lines = ["# trainer arguments the train stage would use here (model row < objective < objective.trainer):"]
+    lines += [f"#   {k}: {v}" for k, v in sorted(plan.trainer_args.items())]
+    if plan.global_batch is not None:
+        lines.append(f"#   ({plan.global_batch.describe()})")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     _scrub_log_records()
     argv = sys.argv[1:]
@@ -146,6 +170,8 @@ def main() -> None:
                 _app()
         finally:  # --cfg job (and --help) print the composed config: never a secret
             sys.stdout.write(scrub_text(out.getvalue()))
+        if any(a in ("--cfg", "-c") for a in argv):
+            sys.stdout.write(_trainer_arguments(out.getvalue()))
         return
     _app()
 

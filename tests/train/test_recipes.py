@@ -7,6 +7,7 @@ import pytest
 
 from ifforge.train import batch
 from ifforge.train.run import Plan
+from tests.helpers.cli import run_cli
 from tests.train.conftest import compose, run_train, train_cfg
 
 # (model, objective) -> the paper's row: epochs, learning rate, per-device batch, accumulation, GPUs, and the other
@@ -107,3 +108,12 @@ def test_a_run_reports_its_global_batch(tmp_path, tiny_model_dir, monkeypatch):
     assert stats["trainer_args"]["gradient_accumulation_steps"] == 4
     card = (tmp_path / "artifacts" / "train" / stats["model_dir"].split("/")[-2] / "README.md").read_text()
     assert "global batch 4 = 1 per device x 1 GPU x 4 accumulation" in card
+
+
+def test_cfg_job_shows_the_resolved_trainer_arguments(tmp_path):
+    proc = run_cli(["--cfg", "job", "model=mistral-7b", "objective=dpo_sft"], tmp_path, env={"WORLD_SIZE": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shown = proc.stdout.split("# trainer arguments", 1)[1]
+    for line in ("gradient_accumulation_steps: 16", "beta: 0.01", "learning_rate: 5e-07", "lr_scheduler_type: cosine",
+                 "loss_type: ['sigmoid', 'sft']", "(global batch 128 = 4 per device x 2 GPUs x 16 accumulation)"):
+        assert line in shown, line
