@@ -221,3 +221,11 @@ def test_full_disk_is_one_line(tmp_path, openai_server):
     finally:
         subprocess.run(["umount", str(mnt)])
         shutil.rmtree(mnt, ignore_errors=True)
+
+
+def test_the_student_model_is_checked_like_every_generator(tmp_path):
+    seeds = seeds_file(tmp_path, 1)
+    proc = run_cli(build(f"http://127.0.0.1:{closed_port()}/v1", seeds, "augmentation=reframe_constrain_recombine",
+                         "response=process_feedback", "response.feedback=external",
+                         "+response.external.student={name: openai, model: s, max_concurrency: 0}"), tmp_path, env=ENV)
+    one_line_error(proc, 2, "response.external.student.max_concurrency must be >= 1")

@@ -216,6 +216,8 @@ class Config:
 def validate(cfg: Any) -> None:
     """Values the schema's types allow but that mean nothing (a concurrency of 0, a negative timeout, no stages):
     one line naming the key, before any work."""
+    from omegaconf import OmegaConf
+
     from ifforge.errors import UserError
 
     def need(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -224,8 +226,11 @@ def validate(cfg: Any) -> None:
 
     need(len(cfg.stages) > 0, "stages", "a non-empty list of build, train, eval", list(cfg.stages))
     need(str(cfg.get("verify")) in ("size", "hash"), "verify", "size or hash", cfg.get("verify"))
-    for role in ("generator", "judge", "candidate"):
-        g = cfg[role]
+    nodes = {role: cfg[role] for role in ("generator", "judge", "candidate")}
+    student = OmegaConf.select(cfg, "response.external.student")  # Conifer's external feedback: another model
+    if student is not None:
+        nodes["response.external.student"] = student
+    for role, g in nodes.items():
         model = g.get("model")
         need(role == "candidate" and model is None or bool(str(model or "").strip()), f"{role}.model",
              "a non-empty model name", model)

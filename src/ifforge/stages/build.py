@@ -117,8 +117,11 @@ class BuildStage(Stage):
         card = extra.pop("card", "")
         stats: Dict[str, Any] = {"seeds": len(seeds), "splits": counts, "steps": ctx.step_counts,
                                  "rejects": rejects.counts, **extra}
-        if ctx.failed:  # tolerated failures (max_failed_fraction > 0): the rows they cost are missing
-            stats["lost_to_failures"] = dict(ctx.failed)
+        lost = {k: v for k, v in ctx.failed.items() if k in ctx.step_counts}
+        if lost:  # tolerated failures (max_failed_fraction > 0): the rows they cost are missing
+            stats["lost_to_failures"] = lost
+        if len(lost) < len(ctx.failed):  # statistics' own requests (e.g. DeMoRecon's comparisons) cost no rows
+            stats["statistics_failures"] = {k: v for k, v in ctx.failed.items() if k not in lost}
         for role, g in ctx.generators.items():
             stats[role] = {"model": g.model, "backend": g.backend.name, **g.stats.as_dict()}
         stats.setdefault("generator", {"model": str(cfg.generator.model), "backend": str(cfg.generator.name),
