@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import signal
+import sqlite3
 import sys
 from contextlib import redirect_stdout
 from io import StringIO
@@ -89,7 +90,7 @@ def _explain(e: BaseException) -> Optional[Tuple[str, int, str]]:
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {e.filename}" if e.filename else ""
         return f"no space left on the device{where}: free some space, then rerun to resume", 1, "failed"
-    if type(e).__name__ == "OperationalError" and ("full" in str(e) or "disk I/O" in str(e)):  # sqlite3
+    if isinstance(e, sqlite3.OperationalError) and ("full" in str(e) or "disk I/O" in str(e)):  # the cache
         return (f"cannot write the response cache (paths.cache): {e}; if its disk is full (no space left on the "
                 f"device), free some space, then rerun to resume", 1, "failed")
     if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EROFS):

@@ -224,7 +224,7 @@ def _write_manifest(artifact: Artifact, config: Any, inputs: Optional[Mapping[st
         {
             "stage": artifact.stage,
             "fingerprint": artifact.fingerprint,
-            "config": redact(config),
+            "config": config,  # redacted, like everything write_json_atomic writes
             "inputs": {k: {"fingerprint": a.fingerprint, "path": str(a.path)} for k, a in (inputs or {}).items()},
             "timings": {"started": started, "finished": time.time(), "seconds": round(time.time() - started, 3)},
             "stats": stats,

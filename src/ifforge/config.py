@@ -91,6 +91,9 @@ GENERATOR_RUNTIME_FIELDS = frozenset(
     {"max_concurrency", "rpm", "tpm", "timeout", "max_retries", "device", "batch_size", "cache",
      "price_prompt_per_mtok", "price_completion_per_mtok", "base_url", "api_key_env"}
 )
+# Generator fields that decide only what a build keeps (an eval scores every answer as it is): out of eval
+# fingerprints.
+BUILD_ONLY_FIELDS = frozenset({"keep_cut_off"})
 
 
 @dataclass

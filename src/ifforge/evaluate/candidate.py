@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ifforge.config import GENERATOR_RUNTIME_FIELDS
+from ifforge.config import BUILD_ONLY_FIELDS, GENERATOR_RUNTIME_FIELDS
 from ifforge.errors import UserError
 
 TRAIN_MODEL = "<train checkpoint>"  # stands in the fingerprint for the checkpoint; the train fingerprint follows
@@ -58,8 +58,7 @@ def candidate_node(cfg: DictConfig, train_dir: Optional[Path] = None) -> DictCon
 def identity(cfg: DictConfig) -> Dict[str, Any]:
     """What of the candidate changes answers (runtime knobs such as batch size stay out)."""
     node: Dict[str, Any] = OmegaConf.to_container(cfg.candidate, resolve=True)  # type: ignore[assignment]
-    # keep_cut_off only decides what a build keeps; an eval scores every answer as it is
-    node = {k: v for k, v in node.items() if k not in GENERATOR_RUNTIME_FIELDS and k != "keep_cut_off"}
+    node = {k: v for k, v in node.items() if k not in GENERATOR_RUNTIME_FIELDS | BUILD_ONLY_FIELDS}
     node["model"] = TRAIN_MODEL if uses_train(cfg) else model_name(cfg)
     return node
 

@@ -58,6 +58,11 @@ class Suite:
     # Bumped when a suite's arithmetic changes, so that results scored the old way are never reused.
     scoring_version = 1
 
+    @property
+    def reference(self) -> bool:
+        """Whether this suite scores with its benchmark's own protocol (`protocol: reference`)."""
+        return self.official is not None and str(self.cfg.protocol) == "reference"
+
     @classmethod
     def preflight(cls, cfg: Any, reference_dir: Optional[str]) -> None:
         """Cheap checks before any request: the protocol's name, and that its official files can be had."""

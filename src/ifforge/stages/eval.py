@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig
 
 from ifforge.artifacts import Artifact, artifact_for, ensure, write_json_atomic
+from ifforge.config import BUILD_ONLY_FIELDS
 from ifforge.errors import UserError
 from ifforge.pipeline import STAGES, Stage, plain
 from ifforge.secrets import redact
@@ -70,7 +71,7 @@ class EvalStage(Stage):
         if _generates(node):
             slice_["candidate"] = identity(cfg)
         if cls.uses_judge:
-            slice_["judge"] = {k: v for k, v in generator_slice(cfg.judge).items() if k != "keep_cut_off"}
+            slice_["judge"] = {k: v for k, v in generator_slice(cfg.judge).items() if k not in BUILD_ONLY_FIELDS}
         if cls.scoring_version != 1:
             slice_["scoring_version"] = cls.scoring_version
         if cls.official is not None and str(node.protocol) == "reference":  # the pinned official files

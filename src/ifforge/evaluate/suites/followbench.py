@@ -114,7 +114,7 @@ class FollowBench(Suite):
         return items  # applied per category in load()
 
     def score(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
-        if str(self.cfg.protocol) == "reference":
+        if self.reference:
             return self._score_reference(items, responses)
         rows: List[Dict[str, Any]] = []
         to_judge: List[int] = []
@@ -153,7 +153,7 @@ class FollowBench(Suite):
         answers = {it.prompt: resp for it, resp in zip(items, responses)}
         params = {"temperature": 0.0, "max_tokens": int(self.cfg.judge_max_tokens)}
 
-        def judge(prompts: List[str], category: str = "") -> List[Optional[str]]:
+        def judge(prompts: List[str]) -> List[Optional[str]]:
             results = self.ctx.judge().generate([ChatRequest(messages=[{"role": "user", "content": p}],
                                                              params=dict(params)) for p in prompts],
                                                 desc="judge followbench")

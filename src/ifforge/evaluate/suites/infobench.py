@@ -109,7 +109,7 @@ class InfoBench(Suite):
         return rows, metrics
 
     def score(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
-        if str(self.cfg.protocol) == "reference":
+        if self.reference:
             return self._score_reference(items, responses)
         owners, prompts = [], []
         for i, (it, resp) in enumerate(zip(items, responses)):

@@ -135,10 +135,6 @@ class MTBench(Suite):
                 answers[i].append(r.text if r.ok else None)
         return [None if any(a is None for a in ans) else [str(a) for a in ans] for ans in answers]
 
-    @property
-    def reference(self) -> bool:
-        return str(self.cfg.protocol) == "reference"
-
     def fastchat(self) -> FastChat:
         if not hasattr(self, "_fastchat"):
             self._fastchat = FastChat(self.ctx.reference_dir)
