@@ -237,6 +237,7 @@ def test_followbench_reference_matches_the_official_code(tmp_path, openai_server
 
     judged = {b["messages"][-1]["content"] for b in srv.requests if b["model"] == "judge-model"}
     assert judged == official_prompts  # the judge saw FollowBench's own prompts, nothing else
+    assert {(b["temperature"], b["max_tokens"]) for b in srv.requests if b["model"] == "judge-model"} == {(0.0, 1024)}
     for cat, (hsr, ssr, csl) in expected.items():
         got = metrics["per_category"][cat]
         assert [got[str(lvl)]["hsr"] for lvl in range(1, 6)] == hsr, cat
@@ -312,6 +313,7 @@ def test_infobench_reference_matches_the_official_code(tmp_path, openai_server):
     assert metrics["drfr_overall"] == round(100 * true / total, 2) and metrics["protocol"] == "reference"
     judge_bodies = [b for b in srv.requests if b["model"] == "judge-model"]
     assert len(judge_bodies) == total  # questions after an unreadable answer are never asked
+    assert {(b["temperature"], b["max_tokens"]) for b in judge_bodies} == {(0.0, 1024)}  # eval.infobench.judge_max_tokens
     # Every conversation, turn by turn, exactly as the official code sends it (history and earlier answers).
     assert sorted(json.dumps(b["messages"], sort_keys=True) for b in judge_bodies) == sorted(asked)
     first = next(b for b in judge_bodies if len(b["messages"]) == 1)
@@ -336,10 +338,13 @@ def test_offline_without_a_local_copy_is_one_line_and_the_download_cache_is_chec
     cached.write_text("SYS_MSG = 'not the official one'\n")
     proc = run_cli(args, tmp_path, env={**ENV, "IFFORGE_HOME": str(home), "IFFORGE_REFERENCE_DIR": ""})
     assert proc.returncode == 2 and "cannot fetch" in proc.stderr
-    cached.write_bytes((REF / "InfoBench" / "evaluation.py").read_bytes())
+    # IFFORGE_REFERENCE_DIR points at a local copy, like paths.reference
     openai_server.on(None, "An answer.", model="cand")
     openai_server.on(None, "YES", model="judge-model")
-    run_cli(args, tmp_path, env={**ENV, "IFFORGE_HOME": str(home), "IFFORGE_REFERENCE_DIR": ""}, check=True)
+    run_cli(args, tmp_path, env={**ENV, "IFFORGE_HOME": str(home), "IFFORGE_REFERENCE_DIR": str(REF)}, check=True)
+    cached.write_bytes((REF / "InfoBench" / "evaluation.py").read_bytes())
+    run_cli([*args, "eval.infobench.limit=1"], tmp_path, env={**ENV, "IFFORGE_HOME": str(home),
+                                                              "IFFORGE_REFERENCE_DIR": ""}, check=True)
 
 
 def test_infobench_reference_stops_sending_once_the_judge_fails(tmp_path, openai_server):
