@@ -19,9 +19,12 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ifforge.artifacts import Artifact
+from ifforge.registry import Registry
 from ifforge.secrets import redact, redact_url
 
 log = logging.getLogger("ifforge")
+# `tracking.name` -> a callable taking the whole config and returning a Tracker
+TRACKERS = Registry("tracking")
 
 
 def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
@@ -34,7 +37,11 @@ def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+@TRACKERS.register("none")
 class Tracker:
+    def __init__(self, cfg: Optional[DictConfig] = None):
+        pass
+
     def stage_done(self, stage: str, artifact: Artifact) -> None:
         pass
 
@@ -110,21 +117,21 @@ class WandbTracker(Tracker):
         run.finish(exit_code=1)
 
 
+@TRACKERS.register("wandb")
+def _wandb_tracker(cfg: DictConfig) -> WandbTracker:
+    """The run is named after the Hydra job; a multirun's jobs share the sweep directory as their group."""
+    from hydra.core.hydra_config import HydraConfig
+
+    job_name, group = "run", None
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        if str(hc.mode) == "RunMode.MULTIRUN":
+            group = Path(hc.sweep.dir).name and "/".join(Path(hc.sweep.dir).parts[-2:])
+            job_name = f"job{hc.job.num}"
+        else:
+            job_name = Path(hc.runtime.output_dir).name
+    return WandbTracker(cfg, job_name, group)
+
+
 def make_tracker(cfg: DictConfig) -> Tracker:
-    if cfg.tracking.name == "none":
-        return Tracker()
-    if cfg.tracking.name == "wandb":
-        from hydra.core.hydra_config import HydraConfig
-
-        job_name, group = "run", None
-        if HydraConfig.initialized():
-            hc = HydraConfig.get()
-            if str(hc.mode) == "RunMode.MULTIRUN":
-                group = Path(hc.sweep.dir).name and "/".join(Path(hc.sweep.dir).parts[-2:])
-                job_name = f"job{hc.job.num}"
-            else:
-                job_name = Path(hc.runtime.output_dir).name
-        return WandbTracker(cfg, job_name, group)
-    from ifforge.errors import UserError
-
-    raise UserError(f"unknown tracking {cfg.tracking.name!r}; choose one of: none, wandb")
+    return TRACKERS.get(str(cfg.tracking.name))(cfg)

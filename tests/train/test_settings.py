@@ -12,7 +12,7 @@ from tests.train.conftest import compose
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
-OBJECTIVES = ["sft", "dpo", "dpo_sft"]
+OBJECTIVES = settings.OBJECTIVES.names()
 CPU = precision.Device("cpu")
 
 

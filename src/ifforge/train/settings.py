@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from ifforge.errors import UserError
 from ifforge.pipeline import plain
+from ifforge.registry import Registry
 
 # Trainer fields that change how a run is logged, saved or fed, not the model it produces: kept out of the
 # fingerprint so that logging more often never retrains.
@@ -57,19 +58,15 @@ class Objective:
         return out
 
 
-OBJECTIVES: Dict[str, Objective] = {
-    "sft": Objective("sft", "sft", ("messages",)),
-    "dpo": Objective("dpo", "dpo", ("prompt", "chosen", "rejected"), ("sigmoid",)),
-    # DPO plus the NLL of the chosen reply, as both papers train (DeMoRecon section 4, Conifer's DPO stage).
-    "dpo_sft": Objective("dpo_sft", "dpo", ("prompt", "chosen", "rejected"), ("sigmoid", "sft")),
-}
+OBJECTIVES = Registry("objective")
+OBJECTIVES.register("sft")(Objective("sft", "sft", ("messages",)))
+OBJECTIVES.register("dpo")(Objective("dpo", "dpo", ("prompt", "chosen", "rejected"), ("sigmoid",)))
+# DPO plus the NLL of the chosen reply, as both papers train (DeMoRecon section 4, Conifer's DPO stage).
+OBJECTIVES.register("dpo_sft")(Objective("dpo_sft", "dpo", ("prompt", "chosen", "rejected"), ("sigmoid", "sft")))
 
 
 def objective_of(cfg: DictConfig) -> Objective:
-    name = str(cfg.objective.name)
-    if name not in OBJECTIVES:
-        raise UserError(f"unknown objective {name!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name]
+    return OBJECTIVES.get(str(cfg.objective.name))
 
 
 def config_class(kind: str) -> type:
@@ -130,10 +127,10 @@ def check_trainer_keys(args: Mapping[str, Any], kind: str) -> None:
 def check_objective(cfg: DictConfig) -> Objective:
     objective = objective_of(cfg)
     rows = sorted((set(plain(cfg.model.get("hparams")) or {}) | set(plain(cfg.model.get("gpus")) or {}))
-                  - set(OBJECTIVES))
+                  - set(OBJECTIVES.names()))
     if rows:
         raise UserError(f"model.hparams has rows for unknown objectives {rows}; rows are named after objectives: "
-                        f"{', '.join(sorted(OBJECTIVES))}")
+                        f"{', '.join(OBJECTIVES.names())}")
     if objective.kind != "dpo" and cfg.objective.beta is not None:
         raise UserError(f"objective.beta applies to DPO objectives, not {objective.name!r}")
     if objective.kind != "sft" and cfg.objective.group_batches:
