@@ -57,8 +57,3 @@ def ask(generator: Any, prompts: Sequence[str], desc: str) -> List[Dict[str, Opt
     results = generator.generate([ChatRequest(messages=[{"role": "user", "content": p}]) for p in prompts], desc=desc)
     return [{"text": r.text if r.ok else None, "error": r.error} for r in results]
 
-
-def describe(generator: Any) -> Dict[str, Any]:
-    """What is recorded next to every score: judge drift changes results."""
-    return {"backend": generator.backend.name, "model": generator.model,
-            "temperature": float(getattr(generator.cfg, "temperature", 0.0) or 0.0)}

@@ -8,7 +8,7 @@ notes the term's value as it scales it. The arithmetic is unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, List
 
 from trl import DPOTrainer
 
@@ -43,9 +43,6 @@ class LossPartsDPOTrainer(DPOTrainer):
         mode = "train" if self.model.training else "eval"
         value = self.accelerator.gather_for_metrics(term.detach().reshape(1)).mean().item()
         self._metrics[mode][f"loss/{loss_type}"].append(value)
-
-    def loss_parts(self) -> Dict[str, float]:
-        return {w.loss_type: w.value for w in self.loss_weights}
 
 
 def make_trainer(model, tokenizer, args, dataset, callbacks: List) -> LossPartsDPOTrainer:
