@@ -45,6 +45,18 @@ def test_summary_layout_from_experiment_spec(tmp_path):
     assert (tmp_path / "summary.png").stat().st_size > 1000
 
 
+def test_default_columns_are_the_suites_headline_metrics(tmp_path):
+    """Without `summary.columns`: each suite's own summary columns, in the papers' order, for the suites that ran."""
+    fake_job(tmp_path, 0, ["eval=all"], {"model": {"name": "tiny"}},
+             {"mt_bench": {"score": 6.5}, "ifeval": {"prompt_level_strict_acc": 30.0, "prompt_level_loose_acc": 35.0},
+              "followbench": {"hsr_avg": 40.0, "ssr_avg": 50.0}}, {"status": "ok"})
+    write_summary(tmp_path)
+    rows = list(csv.reader(open(tmp_path / "summary.csv")))
+    assert rows[0] == ["job", "IFEval (prompt strict)", "IFEval (prompt loose)", "FollowBench HSR",
+                       "FollowBench SSR", "MT-Bench", "status"]
+    assert rows[1][1:] == ["30.0", "35.0", "40.0", "50.0", "6.5", "ok"]
+
+
 def test_multirun_with_a_failed_job_and_wandb_offline(tmp_path, openai_server):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text('{"instruction": "Say hello in French."}\n{"instruction": "Name a prime number."}\n')

@@ -47,6 +47,8 @@ class Suite:
     name = "suite"
     uses_judge = False  # whether the `judge` generator scores this suite (its config joins the fingerprint)
     uses_build = False  # whether the suite can read an upstream build artifact's split
+    # The number(s) a paper table reports, as {column label: metric key}: a sweep summary's default columns.
+    summary_columns: Dict[str, str] = {}
 
     def __init__(self, cfg: Any, ctx: SuiteContext):
         self.cfg = cfg

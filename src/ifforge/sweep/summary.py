@@ -16,17 +16,20 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-# The number a paper table reports for each suite (column label -> "<suite>.<metric key>").
-HEADLINE = {
-    "IFEval (prompt strict)": "ifeval.prompt_level_strict_acc",
-    "IFEval (prompt loose)": "ifeval.prompt_level_loose_acc",
-    "FollowBench HSR": "followbench.hsr_avg",
-    "FollowBench SSR": "followbench.ssr_avg",
-    "InFoBench DRFR": "infobench.drfr_overall",
-    "DeMoRecon-Eval": "demorecon_eval.accuracy",
-    "DeMoRecon-Det": "demorecon_det.accuracy",
-    "MT-Bench": "mt_bench.score",
-}
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def headline_columns() -> Dict[str, str]:
+    """Every suite's `summary_columns` as {label: "<suite>.<metric key>"}, suites in `eval=all`'s order (the
+    papers' order), then any suite that file leaves out."""
+    from ifforge.evaluate import SUITES
+    from ifforge.registry import discover
+
+    discover("ifforge.evaluate.suites")
+    listed = yaml.safe_load((CONF_DIR / "eval" / "all.yaml").read_text()).get("defaults") or []
+    order = [n for n in listed if isinstance(n, str) and n in SUITES.names()]
+    order += [n for n in SUITES.names() if n not in order]
+    return {label: f"{name}.{key}" for name in order for label, key in SUITES.get(name).summary_columns.items()}
 
 
 def _get(d: Any, dotted: str) -> Any:
@@ -83,7 +86,8 @@ def build_table(sweep_dir: Path, rows: Optional[List[str]] = None, columns: Opti
     rows = list(rows if rows is not None else spec.get("rows") or [])
     columns = dict(columns if columns is not None else spec.get("columns") or {})
     if not columns:  # every headline metric that any job produced
-        columns = {k: v for k, v in HEADLINE.items() if any(_get(j["metrics"], v) is not None for j in jobs)}
+        columns = {k: v for k, v in headline_columns().items()
+                   if any(_get(j["metrics"], v) is not None for j in jobs)}
     header = (rows or ["job"]) + list(columns) + ["status"]
     common = set.intersection(*(set(j["overrides"]) for j in jobs)) if len(jobs) > 1 else set()
     table = []

@@ -72,6 +72,7 @@ def label_of(value: Any) -> Optional[bool]:
 @SUITES.register("demorecon_eval", schema=DeMoReconEvalConfig)
 class DeMoReconEval(Suite):
     name = "demorecon_eval"
+    summary_columns = {"DeMoRecon-Eval": "accuracy"}
     uses_judge = True
     uses_build = True
     scoring_version = 2  # 2: accuracy over every item (1 left unreadable answers out of the denominator)
@@ -112,6 +113,7 @@ class DeMoReconEval(Suite):
 @SUITES.register("demorecon_det", schema=DeMoReconDetConfig)
 class DeMoReconDet(Suite):
     name = "demorecon_det"
+    summary_columns = {"DeMoRecon-Det": "accuracy"}
     uses_build = True
     scoring_version = 2  # 2: accuracy over every item (1 left unreadable answers out of the denominator)
 

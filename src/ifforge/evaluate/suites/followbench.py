@@ -73,6 +73,7 @@ def rates(items: List[Dict[str, Any]]) -> Dict[str, Any]:
 @SUITES.register("followbench", schema=FollowBenchConfig)
 class FollowBench(Suite):
     name = "followbench"
+    summary_columns = {"FollowBench HSR": "hsr_avg", "FollowBench SSR": "ssr_avg"}
     uses_judge = True
     official = OfficialFollowBench
 

@@ -100,6 +100,8 @@ def aggregate(verdicts: List[List[Dict[str, Any]]]) -> Dict[str, Any]:
 @SUITES.register("ifeval", schema=IFEvalConfig)
 class IFEval(Suite):
     name = "ifeval"
+    summary_columns = {"IFEval (prompt strict)": "prompt_level_strict_acc",
+                       "IFEval (prompt loose)": "prompt_level_loose_acc"}
 
     def load(self) -> List[Item]:
         rows = read_rows(self.cfg.path) if self.cfg.path else load_hub(self.cfg.hf_name, self.cfg.split)

@@ -60,6 +60,7 @@ def drfr(verdicts: List[Tuple[str, Any]]) -> Dict[str, Any]:
 @SUITES.register("infobench", schema=InfoBenchConfig)
 class InfoBench(Suite):
     name = "infobench"
+    summary_columns = {"InFoBench DRFR": "drfr_overall"}
     uses_judge = True
     official = OfficialInfoBench
 

@@ -97,6 +97,7 @@ def as_turns(response: Any, n: int) -> List[str]:
 @SUITES.register("mt_bench", schema=MTBenchConfig)
 class MTBench(Suite):
     name = "mt_bench"
+    summary_columns = {"MT-Bench": "score"}
     uses_judge = True
     official = FastChat
 
