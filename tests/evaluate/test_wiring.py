@@ -26,6 +26,12 @@ def test_model_under_test_resolution(tmp_path):
     (art / "model" / "config.json").write_text("{}")
     (art / "manifest.json").write_text(json.dumps({"stats": {"model_dir": str(art / "model")}}))
     assert checkpoint_dir(art) == art / "model"
+    moved = tmp_path / "elsewhere"  # the manifest's stats.model_dir wins over the default location
+    moved.mkdir()
+    (moved / "config.json").write_text("{}")
+    (art / "manifest.json").write_text(json.dumps({"stats": {"model_dir": str(moved)}}))
+    assert checkpoint_dir(art) == moved
+    (art / "manifest.json").write_text(json.dumps({"stats": {"model_dir": str(art / "model")}}))
     assert candidate_node(trained, art).model == str(art / "model")
     assert "trained" in label(trained)
 

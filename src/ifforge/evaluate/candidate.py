@@ -24,14 +24,13 @@ def uses_train(cfg: DictConfig) -> bool:
 
 
 def checkpoint_dir(train_dir: Path) -> Path:
-    """The `save_pretrained` directory inside a train artifact: the one its manifest names, else `<artifact>/model`."""
+    """The `save_pretrained` directory inside a train artifact: the manifest's `stats.model_dir` (train/run.py
+    writes it), else `<artifact>/model`."""
     manifest = train_dir / "manifest.json"
     if manifest.is_file():
-        stats = json.loads(manifest.read_text()).get("stats") or {}
-        for key in ("model_dir", "checkpoint", "model_path", "output_dir"):
-            value = stats.get(key)
-            if isinstance(value, str) and (Path(value) / "config.json").is_file():
-                return Path(value)
+        value = (json.loads(manifest.read_text()).get("stats") or {}).get("model_dir")
+        if isinstance(value, str) and (Path(value) / "config.json").is_file():
+            return Path(value)
     return train_dir / "model"
 
 
