@@ -127,3 +127,16 @@ def test_fingerprint_ignores_eval_logging_and_other_objectives_rows(tmp_path):
     assert train_fp("+objective.trainer.num_train_epochs=9") != base
     assert train_fp("seed=1") != base
     assert train_fp("objective.deepspeed=zero2") != base  # a DeepSpeed checkpoint cannot resume a plain one
+
+
+def test_fingerprint_leaves_out_what_the_objective_does_not_use(tmp_path):
+    from ifforge.pipeline import Runner
+
+    def train_fp(objective, *overrides):
+        cfg = compose(tmp_path, ["model=tiny", f"objective={objective}", *overrides])
+        return Runner(cfg).artifact("train").fingerprint
+
+    assert train_fp("sft", "objective.sft_weight=0.5") == train_fp("sft")  # SFT has no second loss term
+    assert train_fp("dpo", "objective.sft_weight=0.5") == train_fp("dpo")
+    assert train_fp("dpo_sft", "objective.sft_weight=0.5") != train_fp("dpo_sft")
+    assert train_fp("dpo", "objective.beta=0.5") != train_fp("dpo")

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from omegaconf import DictConfig
 
+from ifforge.config import ObjectiveConfig
 from ifforge.errors import UserError
 from ifforge.pipeline import plain
 from ifforge.registry import Registry
@@ -46,6 +47,18 @@ class Objective:
     kind: str  # which TRL trainer: sft | dpo
     columns: Tuple[str, ...]  # what the training split must have
     losses: Tuple[str, ...] = ()  # DPO loss_type terms
+
+    @property
+    def unused_fields(self) -> frozenset:
+        """`objective.*` fields this objective never reads: they do not change its fingerprint."""
+        unused = set()
+        if self.kind != "dpo":
+            unused.add("beta")
+        if self.kind != "sft":
+            unused.add("group_batches")
+        if len(self.losses) < 2:
+            unused.add("sft_weight")  # the weight of a second loss term
+        return frozenset(unused)
 
     def loss_args(self, obj_cfg: Any) -> Dict[str, Any]:
         if self.kind != "dpo":
@@ -142,7 +155,7 @@ def check_objective(cfg: DictConfig) -> Objective:
 
 def fingerprint_slice(cfg: DictConfig) -> Dict[str, Any]:
     """What the trained model depends on: the model (with only this objective's hparams row), the objective
-    minus runtime-only knobs, and the seed. The build's fingerprint comes in through the stage inputs."""
+    minus runtime-only knobs (the fields it does not use at their defaults), and the seed. The build's fingerprint comes in through the stage inputs."""
     model = {k: v for k, v in plain(cfg.model).items() if k not in ("hparams", "gpus")}
     model["hparams"] = model_hparams(cfg)
     gpus = (plain(cfg.model.get("gpus")) or {}).get(str(cfg.objective.name))
@@ -151,6 +164,10 @@ def fingerprint_slice(cfg: DictConfig) -> Dict[str, Any]:
     if model.get("peft") == "none":
         model.pop("lora", None)  # LoRA settings without LoRA change nothing
     objective = {k: v for k, v in plain(cfg.objective).items() if k not in OBJECTIVE_RUNTIME_FIELDS}
+    # Fields the objective never reads are pinned to their defaults rather than dropped, so that the artifacts
+    # trained before this rule keep their fingerprints.
+    defaults = {f.name: f.default for f in fields(ObjectiveConfig)}
+    objective.update({k: defaults[k] for k in objective_of(cfg).unused_fields if k in objective})
     objective["trainer"] = {k: v for k, v in _normalised(cfg.objective.trainer).items()
                             if k not in TRAINER_RUNTIME_FIELDS}
     return {"model": model, "objective": objective, "seed": int(cfg.seed)}
