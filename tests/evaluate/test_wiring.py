@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 import ifforge.__main__ as entry
@@ -97,12 +98,42 @@ class FakeSuite:
 
 
 def test_local_candidate_is_freed_before_a_local_judge_loads():
-    local = cfg("stages=[eval]", "eval=[infobench]", "judge=hf_local")
+    local = cfg("stages=[eval]", "eval=[infobench]", "judge=hf_local", "candidate.cache=false")
     gens = FakeGenerators()
-    _answer_before_judging(local, [FakeSuite(), FakeSuite(responses="given.jsonl")], gens)
+    answered = _answer_before_judging(local, {"a": FakeSuite(), "b": FakeSuite(responses="given.jsonl")}, gens)
     assert gens.events == [("get", "candidate"), ("close", "candidate")]  # one suite answers, then the model goes
+    assert answered == {"a": (["item"], ["candidate"])}  # kept for the suite's run: no response cache needed
 
     remote_judge = cfg("stages=[eval]", "eval=[infobench]", "judge=openai")
     gens = FakeGenerators()
-    _answer_before_judging(remote_judge, [FakeSuite()], gens)
+    assert _answer_before_judging(remote_judge, {"a": FakeSuite()}, gens) == {}
     assert gens.events == []  # nothing to make room for: suites answer and get judged in one go
+
+
+class ScoringSuite(FakeSuite):
+    name, uses_judge = "fake", False
+
+    def __init__(self):
+        super().__init__()
+        self.cfg.max_tokens = None
+        self.ctx = type("Ctx", (), {"candidate": staticmethod(lambda: pytest.fail("answered again"))})()
+
+    def load(self):
+        pytest.fail("loaded again")
+
+    def score(self, items, responses):
+        return [{"id": i, "response": r} for i, r in zip(items, responses)], {"n": len(items)}
+
+    def table(self, metrics, label):
+        return ""
+
+
+def test_a_suite_scores_the_answers_it_is_handed(tmp_path):
+    """Answers given before judging are scored as they are, a failed one (None) left out and counted."""
+    from ifforge.evaluate.engine import run_suite
+
+    about = {"label": "m", "candidate": {"backend": "hf_local", "model": "m"}}
+    run_suite(ScoringSuite(), tmp_path, about, (["i1", "i2"], ["r1", None]))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n"] == 1 and metrics["generation_failures"] == 1
+    assert [json.loads(line)["id"] for line in (tmp_path / "results.jsonl").read_text().splitlines()] == ["i1"]

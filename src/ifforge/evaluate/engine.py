@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from ifforge.artifacts import write_json_atomic
 from ifforge.errors import StageFailed, UserError
@@ -17,6 +17,8 @@ from ifforge.jsonl import write_jsonl
 
 log = logging.getLogger("ifforge")
 HEADLINE_SKIP = ("per_instruction", "per_category", "per_level", "candidate", "judge", "confusion", "per_turn")
+# A suite's loaded items and the candidate's answers to them (None where the generation failed).
+Answered = Tuple[List[Any], List[Any]]
 
 
 def given_responses(suite: Suite, items: List[Any]) -> List[Any]:
@@ -24,9 +26,16 @@ def given_responses(suite: Suite, items: List[Any]) -> List[Any]:
     return match_responses([it.prompt for it in items], read_responses(path), path)
 
 
-def run_suite(suite: Suite, out: Path, about: Dict[str, Any]) -> Dict[str, Any]:
-    """`about`: {"label", "candidate", "judge"} recorded with the scores. Returns the manifest stats."""
+def answer_suite(suite: Suite, generator: Any) -> Answered:
+    """The suite's items, answered by `generator` (the model under test)."""
     items = suite.load()
+    return items, (suite.answer(items, generator) if items else [])
+
+
+def run_suite(suite: Suite, out: Path, about: Dict[str, Any], answered: Optional[Answered] = None) -> Dict[str, Any]:
+    """`about`: {"label", "candidate", "judge"} recorded with the scores; `answered`: what `answer_suite` returned
+    earlier, so that nothing is loaded or answered twice. Returns the manifest stats."""
+    items = answered[0] if answered is not None else suite.load()
     if not items:
         raise UserError(f"eval.{suite.name}: the benchmark has no items (check path/limit)")
     log.info("[eval/%s] %d items", suite.name, len(items))
@@ -36,7 +45,7 @@ def run_suite(suite: Suite, out: Path, about: Dict[str, Any]) -> Dict[str, Any]:
     else:
         # A failed generation is never scored: past the candidate's max_failed_fraction the generator has already
         # stopped the stage; within it, the item is left out and counted.
-        answers = suite.answer(items, suite.ctx.candidate())
+        answers = answered[1] if answered is not None else suite.answer(items, suite.ctx.candidate())
         failures = sum(a is None for a in answers)
         if failures:
             log.warning("[eval/%s] %d generation(s) failed; left out of every score (candidate.max_failed_fraction)",

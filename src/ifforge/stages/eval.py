@@ -131,10 +131,10 @@ class EvalStage(Stage):
             art = artifact_for(cfg.paths.artifacts, f"eval/{name}", config, suite_inputs)
             planned.append((name, cls(cfg.eval[name], ctx), config, art, suite_inputs))
         try:
-            _answer_before_judging(cfg, [p[1] for p in planned if not p[3].done], generators)
+            answered = _answer_before_judging(cfg, {p[0]: p[1] for p in planned if not p[3].done}, generators)
             for name, suite, config, art, suite_inputs in planned:
-                ensure(art, config, lambda d, s=suite: run_suite(s, d, about), inputs=suite_inputs, log=log.info,
-                       verify=str(cfg.verify), rebuild=self.refreshes(cfg))
+                ensure(art, config, lambda d, s=suite, a=answered.get(name): run_suite(s, d, about, a),
+                       inputs=suite_inputs, log=log.info, verify=str(cfg.verify), rebuild=self.refreshes(cfg))
             for g in generators.live.values():  # a tolerated failed fraction, judged over the whole stage
                 g.check_tolerance()
         finally:
@@ -185,14 +185,16 @@ class _Generators:
 LOCAL_BACKENDS = ("hf_local", "vllm")
 
 
-def _answer_before_judging(cfg: DictConfig, suites: List[Any], generators: _Generators) -> None:
+def _answer_before_judging(cfg: DictConfig, suites: Dict[str, Any], generators: _Generators) -> Dict[str, Any]:
     """With a local model under test and a local judge, answer every suite first and free the model under test:
-    both never sit in (GPU) memory together. The answers land in the response cache, so each suite's own run then
-    reads them back without loading the model again."""
-    todo = [s for s in suites if _generates(s.cfg)]
-    if not (todo and any(s.uses_judge for s in suites) and cfg.candidate.cache
+    both never sit in (GPU) memory together. Returns {suite name: (items, answers)} for each suite's run to score,
+    {} where the suites answer as they run."""
+    from ifforge.evaluate.engine import answer_suite
+
+    todo = {name: s for name, s in suites.items() if _generates(s.cfg)}
+    if not (todo and any(s.uses_judge for s in suites.values())
             and str(cfg.candidate.name) in LOCAL_BACKENDS and str(cfg.judge.name) in LOCAL_BACKENDS):
-        return
-    for suite in todo:
-        suite.answer(suite.load(), generators.get("candidate"))
+        return {}
+    answered = {name: answer_suite(suite, generators.get("candidate")) for name, suite in todo.items()}
     generators.close("candidate")
+    return answered
