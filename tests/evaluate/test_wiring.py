@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 import ifforge.__main__ as entry
 from ifforge.build.save import save_splits
 from ifforge.evaluate.candidate import candidate_node, checkpoint_dir, identity, label
-from ifforge.evaluate.suite import SuiteContext
+from ifforge.evaluate.suite import Item, SuiteContext
 from ifforge.evaluate.suites.demorecon import DeMoReconDet, DeMoReconEval
 from ifforge.stages.eval import EvalStage, _answer_before_judging, selected_suites
 
@@ -54,6 +54,41 @@ def test_fingerprint_slices_are_per_suite():
     assert slices["ifeval"][0] != slices["ifeval"][1] and slices["infobench"][0] == slices["infobench"][1]
     assert slices["ifeval"][0] == slices["ifeval"][2]  # rules only: the judge does not touch IFEval
     assert slices["infobench"][0] != slices["infobench"][2]
+
+
+def test_a_users_judge_prompt_is_templates_judge(tmp_path):
+    """`eval.<suite>.templates.judge`: the file's content keys the suite's scores, a missing file fails preflight,
+    and the judge is asked with it."""
+    from ifforge.errors import UserError
+    from ifforge.evaluate.suites.infobench import InfoBench
+
+    mine = tmp_path / "judge.j2"
+    mine.write_text("Q: {{ question }} A: {{ response }}")
+    base = cfg("stages=[eval]", "eval=[infobench]", "eval.infobench.protocol=ifforge")
+    user = cfg("stages=[eval]", "eval=[infobench]", "eval.infobench.protocol=ifforge",
+               f"eval.infobench.templates.judge={mine}")
+    st = EvalStage()
+    before = st.suite_config(user, "infobench", InfoBench)
+    assert before != st.suite_config(base, "infobench", InfoBench)
+    mine.write_text("Question: {{ question }} Answer: {{ response }}")
+    assert st.suite_config(user, "infobench", InfoBench) != before  # the content counts, not only the path
+    missing = cfg("stages=[eval]", "eval=[infobench]", "eval.infobench.protocol=ifforge",
+                  f"eval.infobench.templates.judge={tmp_path / 'nope.j2'}")
+    with pytest.raises(UserError, match="eval.infobench.templates.judge: not found"):
+        st.preflight(missing)
+
+    asked = []
+
+    class Judge:
+        def generate(self, requests, desc):
+            asked.extend(r.messages[0]["content"] for r in requests)
+            return [type("R", (), {"ok": True, "text": "Yes", "error": None})() for _ in requests]
+
+    suite = InfoBench(user.eval.infobench, SuiteContext(candidate=None, judge=Judge))
+    item = Item(id="1", prompt="Be brief.", messages=[],
+                data={"questions": ["Is it short?"], "instruction": "Be brief.", "input": "", "subset": "Easy_set"})
+    suite.score([item], ["Ok."])
+    assert asked == ["Question: Is it short? Answer: Ok."]
 
 
 def test_demorecon_reads_the_builds_splits(tmp_path):

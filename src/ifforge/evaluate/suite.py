@@ -10,6 +10,11 @@ from omegaconf import MISSING
 
 
 @dataclass
+class SuiteTemplatesConfig:
+    judge: Optional[str] = None  # a user's own Jinja2 judge prompt instead of the packaged one
+
+
+@dataclass
 class SuiteConfig:
     name: str = MISSING
     path: Optional[str] = None  # a local copy (file or directory); null: the public hub dataset `hf_name`
@@ -18,7 +23,7 @@ class SuiteConfig:
     limit: Optional[int] = None  # the first N items (smoke runs, demos)
     responses: Optional[str] = None  # JSONL of {prompt, response} produced elsewhere: scored, nothing generated
     max_tokens: Optional[int] = None  # the candidate's answer budget here (null: candidate.max_tokens)
-    judge_template: Optional[str] = None  # a user's own Jinja2 judge prompt instead of the packaged one
+    templates: SuiteTemplatesConfig = field(default_factory=SuiteTemplatesConfig)  # eval.<suite>.templates.judge
 
 
 @dataclass

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ifforge.artifacts import Artifact, artifact_for, ensure, write_json_atomic
 from ifforge.config import BUILD_ONLY_FIELDS
@@ -66,8 +66,8 @@ class EvalStage(Stage):
         from ifforge.evaluate.data import digest
 
         node = cfg.eval[name]
-        slice_: Dict[str, Any] = {"suite": plain(node), "data": digest(node.path),
-                                  "responses": digest(node.responses), "judge_template": digest(node.judge_template)}
+        slice_: Dict[str, Any] = {"suite": plain(node), "data": digest(node.path), "responses": digest(node.responses),
+                                  "templates": {"judge": digest(node.templates.judge)}}
         if _generates(node):
             slice_["candidate"] = identity(cfg)
         if cls.uses_judge:
@@ -95,9 +95,10 @@ class EvalStage(Stage):
         for name, cls in suites.items():
             node = cfg.eval[name]
             cls.preflight(node, cfg.paths.get("reference"))
-            for key in ("path", "responses", "judge_template"):
-                if node[key] and not Path(str(node[key])).expanduser().exists():
-                    raise UserError(f"eval.{name}.{key}: not found: {node[key]}")
+            for key in ("path", "responses", "templates.judge"):
+                value = OmegaConf.select(node, key)
+                if value and not Path(str(value)).expanduser().exists():
+                    raise UserError(f"eval.{name}.{key}: not found: {value}")
         discover("ifforge.llm.backends")
         if any(_generates(cfg.eval[n]) for n in suites):
             backend = BACKENDS.get(str(cfg.candidate.name))

@@ -85,7 +85,7 @@ class DeMoReconEval(Suite):
         return self.limited(items)
 
     def score(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
-        prompts = [render("eval/demorecon_eval.j2", self.cfg.judge_template, prompt=it.prompt, response=resp)
+        prompts = [render("eval/demorecon_eval.j2", self.cfg.templates.judge, prompt=it.prompt, response=resp)
                    for it, resp in zip(items, responses)]
         answers = ask(self.ctx.judge(), prompts, desc="judge demorecon_eval")
         rows, verdicts = [], []
@@ -128,7 +128,7 @@ class DeMoReconDet(Suite):
             if label is None:
                 raise UserError(f"demorecon_det row {i}: label {row[self.cfg.label_field]!r} is not Yes/No")
             # The pair, rendered with E.6, is the prompt: an instruction appears with several responses.
-            text = render("eval/demorecon_det.j2", self.cfg.judge_template, prompt=instruction,
+            text = render("eval/demorecon_det.j2", self.cfg.templates.judge, prompt=instruction,
                           response=str(row[self.cfg.response_field]))
             items.append(Item(id=str(row.get("id", i)), prompt=text, messages=[{"role": "user", "content": text}],
                               data={"instruction": instruction, "response": row[self.cfg.response_field],

@@ -133,7 +133,7 @@ class FollowBench(Suite):
                                     f"see which constraints were added")
                 to_judge.append(len(rows))
             rows.append(row)
-        prompts = [render("eval/followbench_constraints.j2", self.cfg.judge_template, category=rows[i]["category"]
+        prompts = [render("eval/followbench_constraints.j2", self.cfg.templates.judge, category=rows[i]["category"]
                           if rows[i]["category"] != "mixed" else "", steps=items[i].data["path"],
                           response=rows[i]["response"]) for i in to_judge]
         answers = ask(self.ctx.judge(), prompts, desc="judge followbench") if prompts else []

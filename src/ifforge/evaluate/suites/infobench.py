@@ -116,7 +116,7 @@ class InfoBench(Suite):
         for i, (it, resp) in enumerate(zip(items, responses)):
             for q in it.data["questions"]:
                 owners.append(i)
-                prompts.append(render("eval/infobench_question.j2", self.cfg.judge_template, question=q,
+                prompts.append(render("eval/infobench_question.j2", self.cfg.templates.judge, question=q,
                                       instruction=it.data["instruction"], input=it.data["input"], response=resp))
         answers = ask(self.ctx.judge(), prompts, desc="judge infobench")
         checks: List[List[Dict[str, Any]]] = [[] for _ in items]

@@ -154,7 +154,7 @@ class MTBench(Suite):
                     params = {"temperature": 0.0, "max_tokens": int(self.cfg.judge_max_tokens)}
                 else:
                     messages = [{"role": "user", "content": render(
-                        "eval/mt_bench_single.j2", self.cfg.judge_template, turns=it.data["turns"],
+                        "eval/mt_bench_single.j2", self.cfg.templates.judge, turns=it.data["turns"],
                         answers=turns_of[i], turn=t + 1)}]
                     params = {}
                 requests.append(ChatRequest(messages=messages, params=params))
