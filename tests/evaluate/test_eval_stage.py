@@ -147,3 +147,38 @@ def test_cli_evaluates_the_checkpoint_trained_upstream(tmp_path, openai_server):
     manifest = json.loads(open(f"{out}/manifest.json").read())
     assert manifest["inputs"]["train"]["path"] == train_dir  # the checkpoint's fingerprint keys the scores
     assert "(trained: sft)" in open(f"{out}/tables.md").read()
+
+
+def test_local_judge_scores_the_answers_given_before_it_loads(tmp_path, tiny_model_dir, monkeypatch):
+    """A local model under test and a local judge: every suite is answered first (one request per item, nothing
+    read back from a cache, which is off here), the model is freed, and those answers are what gets scored."""
+    import ifforge.evaluate.suites.demorecon as demorecon
+    from ifforge.stages.eval import _Generators
+
+    monkeypatch.setattr(demorecon, "parse_verdict", lambda text: True)  # the tiny judge's words are noise
+    events = []
+    get, close = _Generators.get, _Generators.close
+
+    def recording_get(self, role):
+        if role not in self.live:
+            events.append(("load", role))
+        return get(self, role)
+
+    def recording_close(self, role, check=True):
+        if role in self.live:
+            events.append(("free", role))
+        close(self, role, check)
+
+    monkeypatch.setattr(_Generators, "get", recording_get)
+    monkeypatch.setattr(_Generators, "close", recording_close)
+    ev, _ = demorecon_files(tmp_path)
+    local = [f"candidate.model={tiny_model_dir}", "candidate.max_tokens=8", "candidate.device=cpu"]
+    out = run_eval(["stages=[eval]", f"paths.artifacts={tmp_path / 'art'}", "candidate.name=hf_local", *local,
+                    "candidate.cache=false", "judge=hf_local", f"judge.model={tiny_model_dir}", "judge.max_tokens=4",
+                    "judge.device=cpu", "eval=[ifeval,demorecon_eval]", "eval.ifeval.limit=3",
+                    f"eval.ifeval.path={DATA / 'ifeval' / 'input_data.jsonl'}", f"eval.demorecon_eval.path={ev}"])
+    stats = json.loads(open(f"{out}/manifest.json").read())["stats"]
+    assert events == [("load", "candidate"), ("free", "candidate"), ("load", "judge"), ("free", "judge")]
+    assert stats["candidate"]["calls"] == 5 and stats["candidate"]["cache_hits"] == 0  # 3 + 2 items, once each
+    metrics = json.loads(open(f"{out}/metrics.json").read())
+    assert metrics["ifeval"]["n_prompts"] == 3 and metrics["demorecon_eval"]["accuracy"] == 100.0
