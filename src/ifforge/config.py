@@ -10,6 +10,7 @@ Modules that add an option register its schema with `register_schema`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -30,6 +31,11 @@ class PathsConfig:
 
 
 @dataclass
+class SeedsTemplatesConfig:
+    filter_seeds: Optional[str] = None  # a user's own Jinja2 file for the E.1 filter; variable: prompt
+
+
+@dataclass
 class SeedsConfig:
     name: str = MISSING  # jsonl | hf | sharegpt
     path: Optional[str] = None  # jsonl/sharegpt: local file; hf: optional local data file or directory
@@ -47,7 +53,8 @@ class SeedsConfig:
     min_words: Optional[int] = None
     english_only: bool = False
     filter: bool = False  # DeMoRecon E.1 "Filter Invalid Seeds" through the generator
-    filter_template: Optional[str] = None  # a user's own Jinja2 template file for the filter
+    # (`field` above shadows dataclasses.field inside this class body)
+    templates: SeedsTemplatesConfig = dataclasses.field(default_factory=SeedsTemplatesConfig)
 
 
 @dataclass

@@ -185,8 +185,9 @@ def test_switches_choose_the_steps():
 
 
 class Ctx:
-    def __init__(self):
+    def __init__(self, out):
         self.rejected = []
+        self.out = out
 
     def reject(self, step, item, reason, raw=None):
         self.rejected.append((step, reason))
@@ -194,11 +195,11 @@ class Ctx:
 
 def test_assembly_mixes_general_conversations_and_mix_only_is_the_baseline(tmp_path):
     mix = {"datasets": [{"name": "sharegpt", "path": str(sharegpt(tmp_path)), "weight": 0.5}]}
-    ctx = Ctx()
-    full = aug(mix=mix).assemble(rows(), ctx)["sft"]
+    ctx = Ctx(tmp_path)
+    full = aug(mix=mix).assemble(rows(), ctx).splits["sft"]
     assert [r["part"] for r in full] == ["curriculum"] * 3 + ["internal_feedback", "external_feedback"] + ["general"] * 2
     assert ("mix", "does not start with a user turn") in ctx.rejected  # 0.5 x 5 Conifer conversations -> 2
-    baseline = aug(mix={**mix, "only": True}).assemble(rows(), Ctx())["sft"]
+    baseline = aug(mix={**mix, "only": True}).assemble(rows(), Ctx(tmp_path)).splits["sft"]
     assert baseline == full[-2:]  # Table 4 "w/o Conifer": the same general conversations, nothing else
     with pytest.raises(UserError, match="mix.only=true needs augmentation.mix.datasets"):
         aug(mix={"only": True}).preflight()

@@ -11,7 +11,7 @@ import re
 
 import datasets
 
-from ifforge.build.conifer.sampling import pick
+from ifforge.build.sampling import pick
 from tests.helpers.cli import openai_args, outputs, run_cli
 from tests.helpers.data import SHARED_DATA, needs_shared_data
 from tests.helpers.openai_server import Fault

@@ -6,11 +6,12 @@ import re
 import pytest
 
 from ifforge.build.conifer import resources
-from ifforge.build.conifer.parsing import (Growth, Invalid, extract_json, parse_constraint_set, parse_format_numeric,
-                                           parse_levels, parse_reframes, parse_violations, reject_reason)
-from ifforge.build.conifer.sampling import pick, rng_for
+from ifforge.build.conifer.parsing import (Growth, parse_constraint_set, parse_format_numeric, parse_levels,
+                                           parse_reframes)
+from ifforge.build.respond.process_feedback import parse_violations
+from ifforge.build.sampling import pick, rng_for
 from ifforge.errors import UserError
-from ifforge.llm.types import ChatRequest, ChatResult, Completion
+from ifforge.parsing import Invalid, extract_json, reject_reason
 
 CS = {"Audience": ["kids", "experts", "parents"], "Tone": ["formal", "playful"], "Length": ["short", "long"],
       "Scope": ["history", "science"], "Style": ["story", "list"]}
@@ -161,7 +162,5 @@ def test_packaged_data_files_and_user_replacements(tmp_path):
 
 
 def test_reject_reason_points_at_max_tokens_when_the_reply_was_cut_off():
-    cut = ChatResult(ChatRequest([]), [Completion(text='["a", "b', finish_reason="length")])
-    assert reject_reason(Invalid("no JSON list"), cut).startswith("no JSON list (the reply was cut off at max_tokens")
-    done = ChatResult(ChatRequest([]), [Completion(text="[", finish_reason="stop")])
-    assert reject_reason(Invalid("no JSON list"), done) == "no JSON list"
+    assert reject_reason(Invalid("no JSON list"), True).startswith("no JSON list (the answer was cut off at max_tokens")
+    assert reject_reason(Invalid("no JSON list"), False) == "no JSON list"

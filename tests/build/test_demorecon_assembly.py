@@ -16,11 +16,16 @@ class FakeCtx:
         self.answer = answer
         self.rejected = []
         self.prompts = []
+        self.tallies = {}
 
     def reject(self, step, item, reason, raw=None):
         self.rejected.append((step, item.get("instruction_id", item.get("seed_id")), reason))
 
-    def ask(self, step, rows, requests, role="generator", node=None):
+    def count(self, step, key, n=1):
+        counts = self.tallies.setdefault(step, {})
+        counts[key] = counts.get(key, 0) + n
+
+    def ask(self, step, rows, requests, role="generator", node=None, allow_cut_off=False):
         out = []
         for row, req in zip(rows, requests):
             prompt = req.messages[-1]["content"]
@@ -69,7 +74,7 @@ def test_assemble_keeps_eval_seeds_out_of_training_and_drops_incomplete_groups()
     ctx = FakeCtx()
     rows = (group("t1", 3) + group("t2", 2) + group("e1", 4, holdout=True) + group("e2", 4, holdout=True)[:-1]
             + group("t3", 2)[1:])  # e2 lost a variant's response; t3 lost its original's
-    splits = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4)
+    splits, _ = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4)
     assert {k: len(v) for k, v in splits.items()} == {"sft": 7, "dpo": 10, "eval": 4, "det": 16, "plain": 2}
     assert {r["seed_id"] for r in splits["sft"]} == {"t1", "t2"} == {r["seed_id"] for r in splits["dpo"]}
     assert {r["seed_id"] for r in splits["eval"]} == {"e1"} and not any(r["variant_index"] == 0 for r in splits["eval"])
@@ -82,13 +87,15 @@ def test_select_variants_holds_out_eligible_seeds_and_samples_the_rest():
     for r in rows:
         r.pop("eval_holdout"), r.pop("response")
     step = SelectVariants(seed=7, variants_per_seed=2, eval_sub_instructions=4, eval_num_seeds=2)
-    out = step(rows, FakeCtx())
+    ctx = FakeCtx()
+    out = step(rows, ctx)
     held = {r["group_id"] for r in out if r["eval_holdout"]}
     assert len(held) == 2 and held <= {"a", "b", "e"}  # c lacks a variant, d has 5 sub-instructions
     for g in {"a", "b", "c", "d", "e"}:
         n = sum(1 for r in out if r["group_id"] == g and not r["is_original"])
         assert n == (4 if g in held else 2)
-    assert step.summary == {"eval_eligible_seeds": 3, "eval_seeds": 2, "variants_not_selected": 2 + 1 + 3}
+    assert ctx.tallies["select_variants"] == {"eval_eligible_seeds": 3, "eval_seeds": 2,
+                                                  "variants_not_selected": 2 + 1 + 3}
     assert out == SelectVariants(7, 2, 4, 2)([dict(r) for r in rows], FakeCtx())  # seeded: same choice again
 
 
@@ -96,7 +103,7 @@ def test_reference_mode_revises_the_original_response():
     rows = group("a", 2, responses=False) + group("b", 1, responses=False)
     ctx = FakeCtx(lambda p: None if p == "b prompt 0" else ("**New Response:** revised" if "New Prompt" in p
                                                              else f"answer to {p}"))
-    steps = [AnswerOriginals({}), ReviseOriginalResponses({})]
+    steps = [AnswerOriginals(), ReviseOriginalResponses()]
     check_wiring(steps, rows[0].keys())
     for step in steps:
         rows = step(rows, ctx)
@@ -114,6 +121,7 @@ def test_strip_response_label():
 
 
 def test_steps_use_a_users_template_and_reject_answers_cut_at_max_tokens(tmp_path):
+    from ifforge.build.augment.decompose_modify_reconstruct import variant_summary
     from ifforge.build.demorecon.steps import Decompose, ModifyReconstruct
 
     (tmp_path / "e2.j2").write_text("MY E.2 for: {{ prompt }}")
@@ -131,15 +139,16 @@ def test_steps_use_a_users_template_and_reject_answers_cut_at_max_tokens(tmp_pat
     ctx.answer = lambda p: answer(p).text
     ctx.ask = lambda step, rows, requests, **kw: [answer(r.messages[-1]["content"]) for r in requests]
     rows = [{"seed_id": "a", "instruction": "short"}, {"seed_id": "b", "instruction": "long"}]
-    rows = Decompose(str(tmp_path / "e2.j2"), {}, None)(rows, ctx)
+    templates = {"decompose": str(tmp_path / "e2.j2"), "modify_reconstruct": str(tmp_path / "e3.j2")}
+    rows = Decompose({}, templates, None)(rows, ctx)
     assert [r["sub_instructions"] for r in rows] == [["Do A.", "Do B."]]
     assert ctx.rejected == [("decompose", "b", "unparseable decomposition: the answer was cut off at max_tokens "
                                                "inside the instructions list (raise generator.max_tokens or "
                                                "augmentation.params.max_tokens)")]
-    step = ModifyReconstruct(str(tmp_path / "e3.j2"), {})
-    out = step(rows, ctx)
+    out = ModifyReconstruct({}, templates)(rows, ctx)
     assert [(r["instruction_id"], r["instruction"]) for r in out] == [("a:0", "short"), ("a:1", "shorter")]
-    assert step.summary["variants_dropped"] == {"the answer was cut off at max_tokens inside this block": 1}
+    assert variant_summary(ctx.tallies)["variants_dropped"] == {
+        "the answer was cut off at max_tokens inside this block": 1}
 
 
 def test_wiring_is_checked_before_any_request():
@@ -162,12 +171,11 @@ def test_wiring_is_checked_before_any_request():
 def test_train_seeds_caps_training_groups_and_keeps_the_eval_split():
     rows = group("t1", 2) + group("t2", 2) + group("t3", 2) + group("t4", 2) + group("e1", 4, holdout=True)
     ctx = FakeCtx()
-    ctx.step_counts = {}
-    full = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4)
-    capped = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4, train_seeds=2)
-    again = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4, train_seeds=2)
+    full, _ = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4)
+    capped, steps = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4, train_seeds=2)
+    again, _ = assemble(rows, ctx, seed=0, max_pairs_per_seed=5, eval_sub_instructions=4, train_seeds=2)
     kept = {r["seed_id"] for r in capped["sft"]}
     assert len(kept) == 2 and kept == {r["seed_id"] for r in capped["plain"]} == {r["seed_id"] for r in capped["dpo"]}
     assert capped == again  # seeded
     assert capped["eval"] == full["eval"] and capped["det"] == full["det"]
-    assert ctx.step_counts["train_seeds"] == {"in": 4, "out": 2, "rejected": 0}
+    assert steps["train_seeds"] == {"in": 4, "out": 2, "rejected": 0}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ifforge.build.demorecon.parsing import (EXAMPLE_PROMPT, ParseError, is_invalid, list_items,
+from ifforge.build.demorecon.parsing import (EXAMPLE_PROMPT, Invalid, is_invalid, list_items,
                                              parse_decomposition, parse_variant_blocks, validate_variants)
 from ifforge.prompts import render
 
@@ -20,11 +20,11 @@ def test_the_papers_sms_example_parses_to_one_fact_and_five_sub_instructions():
 
 
 def test_the_example_copied_back_for_another_prompt_is_rejected():
-    with pytest.raises(ParseError, match="one-shot"):
+    with pytest.raises(Invalid, match="one-shot"):
         parse_decomposition(PAPER_ANSWER, prompt="Write a haiku about rain.")
     # ... also with an item of the real prompt swapped in (a small model's favourite answer)
     swapped = PAPER_ANSWER.replace("The message must be polite.", "Mention the tomatoes.")
-    with pytest.raises(ParseError, match="one-shot"):
+    with pytest.raises(Invalid, match="one-shot"):
         parse_decomposition(swapped, prompt="Thank my neighbour for watering the tomatoes.")
 
 
@@ -54,7 +54,7 @@ def test_a_made_up_next_prompt_after_the_answer_is_ignored_even_when_cut_off():
               "**Extract Instructions:**\n1. Write an essay.\n2. About")
     d = parse_decomposition(answer, prompt="I have a cat. Write a poem.", cut_off=True)
     assert d.facts == ["The user has a cat."] and d.sub_instructions == ["Write a poem."]
-    with pytest.raises(ParseError, match="cut off at max_tokens inside the instructions list"):
+    with pytest.raises(Invalid, match="cut off at max_tokens inside the instructions list"):
         parse_decomposition(answer.split("\n\n**Given")[0], prompt="I have a cat. Write a poem.", cut_off=True)
 
 
@@ -71,7 +71,7 @@ def test_decomposition_without_facts_or_with_none():
     ("Instructions for the poem are below.\n1. Write a poem.", "no 'Extract Instructions' block"),  # prose, no heading
 ])
 def test_unusable_decompositions(answer, reason):
-    with pytest.raises(ParseError, match=reason):
+    with pytest.raises(Invalid, match=reason):
         parse_decomposition(answer)
 
 
@@ -151,7 +151,7 @@ def test_revised_prompts_keep_their_own_layout_but_lose_trailing_commentary():
 
 
 def test_no_blocks_at_all_is_a_parse_error():
-    with pytest.raises(ParseError):
+    with pytest.raises(Invalid):
         parse_variant_blocks("I changed every instruction; the prompts are reasonable.")
 
 

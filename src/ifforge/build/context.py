@@ -1,6 +1,7 @@
 """What every build step gets: the generator(s), the rejects file, and per-step accounting.
 
 A step is a small object with `name`, `reads`, `writes` and `__call__(rows, ctx) -> rows`. Rows are plain dicts.
+Steps that ask an LLM are `ifforge.build.step.LLMStep`s.
 `check_wiring` proves, before any request is sent, that every field a step reads is written by someone earlier.
 """
 
@@ -27,6 +28,27 @@ class Step:
     writes: tuple[str, ...] = ()
 
     def __call__(self, rows: List[Row], ctx: "BuildContext") -> List[Row]:
+        raise NotImplementedError
+
+
+class BuildOption:
+    """What a strategy and a response mode have in common: their config node, the steps they add, and what the
+    build stage asks of them before any request is sent."""
+
+    # Dotted config keys that cannot change the output (devices, batch sizes): left out of the fingerprint.
+    runtime_fields: tuple[str, ...] = ()
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    def uses_judge(self) -> bool:
+        return False
+
+    def preflight(self) -> None:
+        """Cheap checks (data files, option ranges, a nested model's backend); raise UserError on what the user
+        must fix."""
+
+    def steps(self) -> Sequence[Step]:
         raise NotImplementedError
 
 
@@ -74,7 +96,8 @@ class BuildContext:
     out: Path
     rejects: Rejects
     make_generator: Callable[[str, Any], Generator]  # (role, config node or None) -> generator, built on first use
-    step_counts: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    step_counts: Dict[str, Dict[str, int]] = field(default_factory=dict)  # in/out/rejected/failed per step
+    tallies: Dict[str, Dict[str, int]] = field(default_factory=dict)  # the steps' own counters (`count`)
     failed: Dict[str, int] = field(default_factory=dict)  # per step: rows lost to failed requests (tolerated)
     _generators: Dict[str, Generator] = field(default_factory=dict)
 
@@ -91,6 +114,11 @@ class BuildContext:
 
     def reject(self, step: str, item: Any, reason: str, raw: Optional[str] = None) -> None:
         self.rejects.add(step, item, reason, raw)
+
+    def count(self, step: str, key: str, n: int = 1) -> None:
+        """Add to a step's own counter (e.g. variants kept), for the strategy's statistics and the log."""
+        counts = self.tallies.setdefault(step, {})
+        counts[key] = counts.get(key, 0) + n
 
     def ask(self, step: str, rows: Sequence[Row], requests: Sequence[ChatRequest],
             role: str = "generator", node: Any = None, allow_cut_off: bool = False) -> List[Optional[ChatResult]]:
@@ -122,11 +150,13 @@ class BuildContext:
             n_in = len(rows)
             rows = step(rows, self)
             rejected = self.rejects.counts.get(step.name, 0) - before
+            own = self.tallies.get(step.name, {})
             self.step_counts[step.name] = {"in": n_in, "out": len(rows), "rejected": rejected}
             if self.failed.get(step.name):
                 self.step_counts[step.name]["failed"] = self.failed[step.name]
-            log.info("[build] %-24s in=%d out=%d rejected=%d%s", step.name, n_in, len(rows), rejected,
-                     f" failed={self.failed[step.name]}" if self.failed.get(step.name) else "")
+            log.info("[build] %-24s in=%d out=%d rejected=%d%s%s", step.name, n_in, len(rows), rejected,
+                     f" failed={self.failed[step.name]}" if self.failed.get(step.name) else "",
+                     "".join(f"; {k}={v}" for k, v in own.items()))
         return rows
 
 

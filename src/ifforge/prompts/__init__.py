@@ -21,7 +21,7 @@ def _env(root: str) -> jinja2.Environment:
 
 
 def load_template(name: str, override: Optional[str] = None) -> jinja2.Template:
-    """`name` is a path under this package (e.g. "demorecon/filter_seed.j2"); `override` a user's own file."""
+    """`name` is a path under this package (e.g. "demorecon/filter_seeds.j2"); `override` a user's own file."""
     if override:
         p = Path(override).expanduser().resolve()
         if not p.is_file():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 from omegaconf import DictConfig
 
@@ -23,6 +23,19 @@ log = logging.getLogger("ifforge")
 
 def generator_slice(node: Any) -> Dict[str, Any]:
     return {k: v for k, v in plain(node).items() if k not in GENERATOR_RUNTIME_FIELDS}
+
+
+def without(node: Any, dotted: Sequence[str]) -> Dict[str, Any]:
+    """`node` as plain data minus the dotted keys (settings that cannot change the output)."""
+    out = plain(node)
+    for key in dotted:
+        *parents, last = key.split(".")
+        d = out
+        for p in parents:
+            d = d.get(p) if isinstance(d, dict) else None
+        if isinstance(d, dict):
+            d.pop(last, None)
+    return out
 
 
 def _parts(cfg: DictConfig):
@@ -41,7 +54,8 @@ class BuildStage(Stage):
     def config(self, cfg: DictConfig) -> Dict[str, Any]:
         aug, resp = _parts(cfg)
         slice_ = {"seeds": plain(cfg.seeds), "generator": generator_slice(cfg.generator),
-                  "augmentation": plain(cfg.augmentation), "response": plain(cfg.response)}
+                  "augmentation": without(cfg.augmentation, aug.runtime_fields),
+                  "response": without(cfg.response, resp.runtime_fields)}
         if aug.uses_judge() or resp.uses_judge():
             slice_["judge"] = generator_slice(cfg.judge)
         slice_["files"] = file_digests(slice_)  # seeds, templates, data files: their content, not just their path
@@ -59,8 +73,8 @@ class BuildStage(Stage):
         from ifforge.build.seed_filter import FilterSeeds
 
         aug, resp = _parts(cfg)
-        steps = [FilterSeeds(cfg.seeds.filter_template)] if cfg.seeds.filter else []
-        return aug, steps + list(aug.steps()) + list(resp.steps())
+        steps = [FilterSeeds(templates=cfg.seeds.templates)] if cfg.seeds.filter else []
+        return aug, steps + list(aug.steps()) + list(resp.steps()) + list(aug.final_steps(cfg.response))
 
     def preflight(self, cfg: DictConfig) -> None:
         from ifforge.build.context import check_wiring
@@ -70,7 +84,7 @@ class BuildStage(Stage):
         aug, steps = self._steps(cfg)
         check_wiring(steps, {"seed_id", "instruction"}, aug.assembly_reads)
         for part in (aug, _parts(cfg)[1]):  # option-specific checks: data files, a nested student model's backend
-            getattr(part, "preflight", lambda: None)()
+            part.preflight()
         check_seeds_source(cfg.seeds)
         discover("ifforge.llm.backends")
         roles = ["generator"] + (["judge"] if "judge" in self.config(cfg) else [])
@@ -97,16 +111,14 @@ class BuildStage(Stage):
             rows = ctx.run_steps(steps, seeds)
             for g in ctx.generators.values():  # a tolerated failed fraction, judged over the whole build
                 g.check_tolerance()
-            splits = aug.assemble(rows, ctx)
+            assembly = aug.assemble(rows, ctx)
+            splits = assembly.splits
             if not any(splits.values()):
                 raise StageFailed(
                     f"every split is empty: {len(seeds)} seeds, nothing kept ({rejects.top() or 'no rejects'}); "
                     f"every reject and its raw output: {rejects.path}; if the endpoint served wrong answers, "
                     f"generator.cache=refresh asks again")
             counts = save_splits(splits, out)
-            extra = aug.statistics(splits, ctx)
-            for g in ctx.generators.values():  # statistics may ask too (DeMoRecon's comparisons)
-                g.check_tolerance()
         finally:
             rejects.close()
             for g in ctx.generators.values():
@@ -114,20 +126,20 @@ class BuildStage(Stage):
         for name, n in counts.items():
             log.info("[build] split %-10s %d rows", name, n)
         log.info("[build] rejects: %s", rejects.counts or "none")
-        card = extra.pop("card", "")
-        stats: Dict[str, Any] = {"seeds": len(seeds), "splits": counts, "steps": ctx.step_counts,
-                                 "rejects": rejects.counts, **extra}
-        lost = {k: v for k, v in ctx.failed.items() if k in ctx.step_counts}
+        stats: Dict[str, Any] = {"seeds": len(seeds), "splits": counts, "steps": {**ctx.step_counts, **assembly.steps},
+                                 "rejects": rejects.counts, **assembly.stats}
+        final = {s.name for s in aug.final_steps(cfg.response)}  # statistics' own requests cost no rows
+        lost = {k: v for k, v in ctx.failed.items() if k not in final}
         if lost:  # tolerated failures (max_failed_fraction > 0): the rows they cost are missing
             stats["lost_to_failures"] = lost
-        if len(lost) < len(ctx.failed):  # statistics' own requests (e.g. DeMoRecon's comparisons) cost no rows
-            stats["statistics_failures"] = {k: v for k, v in ctx.failed.items() if k not in lost}
+        if len(lost) < len(ctx.failed):
+            stats["statistics_failures"] = {k: v for k, v in ctx.failed.items() if k in final}
         for role, g in ctx.generators.items():
             stats[role] = {"model": g.model, "backend": g.backend.name, **g.stats.as_dict()}
         stats.setdefault("generator", {"model": str(cfg.generator.model), "backend": str(cfg.generator.name),
                                        **{k: 0 for k in ("calls", "cache_hits", "retries", "failures",
                                                          "prompt_tokens", "completion_tokens", "cost_usd")}})
-        write_dataset_card(out, cfg, stats, card)
+        write_dataset_card(out, cfg, stats, assembly.card)
         return stats
 
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import OmegaConf
 
-from ifforge.build.augment import AUGMENTATIONS, Augmentation
+from ifforge.build.augment import AUGMENTATIONS, Assembly, Augmentation
 from ifforge.build.context import BuildContext, Row, Step
 from ifforge.errors import UserError
 
@@ -46,7 +46,7 @@ class StatsConfig:
 
 
 @dataclass
-class TemplatesConfig:
+class DeMoReconTemplatesConfig:
     # A user's own Jinja2 file per step. decompose: {prompt}; modify_reconstruct: {prompt, facts, instructions}.
     decompose: Optional[str] = None
     modify_reconstruct: Optional[str] = None
@@ -60,20 +60,27 @@ class DeMoReconConfig:
     train_seeds: Optional[int] = None  # seeds kept for sft/dpo/plain after the eval split (Table 3); null: all
     seed: int = 0  # every sampled choice: eval seeds, variants, DPO pairs, figure points
     params: Dict[str, Any] = field(default_factory=dict)  # sampling overrides for the E.2 and E.3 calls
-    templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    templates: DeMoReconTemplatesConfig = field(default_factory=DeMoReconTemplatesConfig)
     dpo: DpoSplitConfig = field(default_factory=DpoSplitConfig)
     eval_split: EvalSplitConfig = field(default_factory=EvalSplitConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
 
 
+def variant_summary(steps: Dict[str, Dict[str, int]]) -> Dict[str, Any]:
+    """The variants' bookkeeping for the card, from the counts of modify_reconstruct and select_variants."""
+    made, chosen = steps.get("modify_reconstruct", {}), steps.get("select_variants", {})
+    return {"sub_instructions": made.get("sub_instructions", 0), "variants_kept": made.get("variants_kept", 0),
+            "variants_dropped": {k.removeprefix("dropped: "): v for k, v in made.items() if k.startswith("dropped: ")},
+            **{k: chosen.get(k, 0) for k in ("eval_eligible_seeds", "eval_seeds", "variants_not_selected")}}
+
+
 @AUGMENTATIONS.register("decompose_modify_reconstruct", schema=DeMoReconConfig)
 class DecomposeModifyReconstruct(Augmentation):
-    writes = Augmentation.writes + ("variant_index", "eval_holdout")
     assembly_reads = Augmentation.assembly_reads + ("instruction_id", "variant_index", "eval_holdout")
+    runtime_fields = ("stats.device", "stats.batch_size")  # where and how fast embeddings run, not what they are
 
     def __init__(self, cfg: Any):
         super().__init__(cfg)
-        self._steps: List[Step] = []
         for key, least in (("variants_per_seed", 1), ("max_sub_instructions", 1), ("dpo.max_pairs_per_seed", 1),
                            ("eval_split.sub_instructions", 1), ("eval_split.num_seeds", 0)):
             value = OmegaConf.select(cfg, key)
@@ -84,29 +91,31 @@ class DecomposeModifyReconstruct(Augmentation):
         from ifforge.build.demorecon.steps import Decompose, ModifyReconstruct, SelectVariants
 
         c = self.cfg
-        params = dict(c.get("params") or {})
-        self._steps = [
-            Decompose(c.templates.decompose, params, c.max_sub_instructions),
-            ModifyReconstruct(c.templates.modify_reconstruct, params),
-            SelectVariants(c.seed, c.variants_per_seed, c.eval_split.sub_instructions, c.eval_split.num_seeds),
-        ]
-        return self._steps
+        return [Decompose(c.params, c.templates, c.max_sub_instructions), ModifyReconstruct(c.params, c.templates),
+                SelectVariants(c.seed, c.variants_per_seed, c.eval_split.sub_instructions, c.eval_split.num_seeds)]
 
-    def assemble(self, rows: List[Row], ctx: BuildContext) -> Dict[str, List[Row]]:
+    def final_steps(self, response_cfg: Any) -> Sequence[Step]:
+        from ifforge.build.demorecon.stats import other_mode
+        from ifforge.build.demorecon.steps import CompareModes
+
+        other = other_mode(str(response_cfg.name))
+        if not (self.cfg.stats.enabled and self.cfg.stats.compare_modes and other):
+            return ()
+        # The other mode with its default settings plus this build's response params.
+        return [CompareModes(other, response_cfg.get("params"), self.cfg.seed, self.cfg.train_seeds)]
+
+    def assemble(self, rows: List[Row], ctx: BuildContext) -> Assembly:
+        from ifforge.build.demorecon import stats
         from ifforge.build.demorecon.assembly import assemble
 
-        return assemble(rows, ctx, seed=self.cfg.seed, max_pairs_per_seed=self.cfg.dpo.max_pairs_per_seed,
-                        eval_sub_instructions=self.cfg.eval_split.sub_instructions,
-                        train_seeds=self.cfg.train_seeds)
-
-    def statistics(self, splits: Dict[str, List[Row]], ctx: BuildContext) -> Dict[str, Any]:
-        from ifforge.build.demorecon import stats
-
-        summary: Dict[str, Any] = {}
-        for step in self._steps:
-            summary.update(getattr(step, "summary", {}))
-        if not self.cfg.stats.enabled or not any(splits.values()):
+        c = self.cfg
+        splits, steps = assemble(rows, ctx, seed=c.seed, max_pairs_per_seed=c.dpo.max_pairs_per_seed,
+                                 eval_sub_instructions=c.eval_split.sub_instructions, train_seeds=c.train_seeds)
+        summary = variant_summary(ctx.tallies)
+        if not c.stats.enabled or not any(splits.values()):
             why = "" if any(splits.values()) else "Every split is empty: see rejects.jsonl for why.\n\n"
-            return {"variants": summary, "card": "## DeMoRecon statistics\n\n" + why + stats.summary_text(summary)}
-        result = stats.compute(splits, ctx, self.cfg.stats, self.cfg.seed)
-        return {**result, "variants": summary, "card": stats.card_section(result, summary)}
+            return Assembly(splits, {"variants": summary}, "## DeMoRecon statistics\n\n" + why
+                            + stats.summary_text(summary), steps)
+        other = {r["instruction_id"]: r["compare_response"] for r in rows if "compare_response" in r}
+        result = stats.compute(splits, ctx.out, c.stats, c.seed, str(ctx.cfg.response.name), other)
+        return Assembly(splits, {**result, "variants": summary}, stats.card_section(result, summary), steps)

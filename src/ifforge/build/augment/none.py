@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
-from ifforge.build.augment import AUGMENTATIONS, Augmentation
+from ifforge.build.augment import AUGMENTATIONS, Assembly, Augmentation
 from ifforge.build.context import BuildContext, Row, Step
 from ifforge.build.chat import sft_row
 
@@ -29,5 +29,5 @@ class NoAugmentation(Augmentation):
     def steps(self) -> Sequence[Step]:
         return [SeedsAsInstructions()]
 
-    def assemble(self, rows: List[Row], ctx: BuildContext) -> Dict[str, List[Row]]:
-        return {"sft": [sft_row(r) for r in rows]}
+    def assemble(self, rows: List[Row], ctx: BuildContext) -> Assembly:
+        return Assembly({"sft": [sft_row(r) for r in rows]})

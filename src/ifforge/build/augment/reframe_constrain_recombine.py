@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional, Sequence
 
-from ifforge.build.augment import AUGMENTATIONS, Augmentation
+from ifforge.build.augment import AUGMENTATIONS, Assembly, Augmentation
 from ifforge.build.conifer.mix import MixDatasetConfig
 from ifforge.build.context import BuildContext, Row, Step
 
@@ -87,7 +87,7 @@ class MixConfig:
 
 
 @dataclass
-class ConiferPromptsConfig:
+class ConiferTemplatesConfig:
     """A user's own Jinja2 file per step (null: the packaged prompts/conifer/<step>.j2)."""
 
     reframe: Optional[str] = None
@@ -111,16 +111,12 @@ class ReframeConstrainRecombineConfig:
     format_numeric: FormatNumericConfig = field(default_factory=FormatNumericConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     mix: MixConfig = field(default_factory=MixConfig)
-    prompts: ConiferPromptsConfig = field(default_factory=ConiferPromptsConfig)
+    templates: ConiferTemplatesConfig = field(default_factory=ConiferTemplatesConfig)
 
 
 @AUGMENTATIONS.register("reframe_constrain_recombine", schema=ReframeConstrainRecombineConfig)
 class ReframeConstrainRecombine(Augmentation):
     assembly_reads = ("seed_id", "group_id", "instruction_id", "level", "instruction", "response")
-
-    def __init__(self, cfg: Any):
-        super().__init__(cfg)
-        self._mix_sources: List[Dict[str, Any]] = []
 
     def options(self):
         from ifforge.build.conifer.parsing import Growth
@@ -136,7 +132,7 @@ class ReframeConstrainRecombine(Augmentation):
         if c.levels < 1 or c.reframe.min_forms < 1:
             raise UserError("augmentation.levels and augmentation.reframe.min_forms must be at least 1")
         return Options(levels=int(c.levels), seed=int(c.seed), params=dict(c.params or {}),
-                       prompts={k: v for k, v in c.prompts.items()}, min_forms=int(c.reframe.min_forms),
+                       templates={k: v for k, v in c.templates.items()}, min_forms=int(c.reframe.min_forms),
                        max_forms=c.reframe.max_forms, examples=c.constraints.examples,
                        growth=Growth(tuple(c.recombine.new_categories), tuple(c.recombine.new_items),
                                      bool(c.recombine.check_growth)),
@@ -163,19 +159,15 @@ class ReframeConstrainRecombine(Augmentation):
                              conflict_filter=bool(self.cfg.filters.conflicts),
                              format_numeric=bool(self.cfg.format_numeric.enabled))
 
-    def assemble(self, rows: List[Row], ctx: BuildContext) -> Dict[str, List[Row]]:
+    def assemble(self, rows: List[Row], ctx: BuildContext) -> Assembly:
         from ifforge.build.conifer.curriculum import Curriculum, curriculum_conversations, feedback_conversations
         from ifforge.build.conifer.mix import mixed_conversations
+        from ifforge.build.stats.conifer import card_section, conifer_statistics
 
         conifer = curriculum_conversations(rows, Curriculum.from_config(self.cfg.curriculum))
         conifer += feedback_conversations(rows)
-        general, self._mix_sources = mixed_conversations(list(self.cfg.mix.datasets), len(conifer),
-                                                         int(self.cfg.mix.seed),
-                                                         lambda item, why: ctx.reject("mix", item, why))
-        return {"sft": general if self.cfg.mix.only else conifer + general}
-
-    def statistics(self, splits: Dict[str, List[Row]], ctx: BuildContext) -> Dict[str, Any]:
-        from ifforge.build.stats.conifer import card_section, conifer_statistics
-
-        stats = conifer_statistics(splits["sft"], ctx.out, self._mix_sources)
-        return {"conifer": stats, "card": card_section(stats)}
+        general, sources = mixed_conversations(list(self.cfg.mix.datasets), len(conifer), int(self.cfg.mix.seed),
+                                               lambda item, why: ctx.reject("mix", item, why))
+        splits = {"sft": general if self.cfg.mix.only else conifer + general}
+        stats = conifer_statistics(splits["sft"], ctx.out, sources)
+        return Assembly(splits, {"conifer": stats}, card_section(stats))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-from ifforge.build.conifer.sampling import rng_for
+from ifforge.build.sampling import rng_for
 from ifforge.build.context import Row
 from ifforge.errors import UserError
 

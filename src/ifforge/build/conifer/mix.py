@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ifforge.build.conifer.sampling import pick
-from ifforge.build.seeds import _records, check_seeds_source, selection_reason
+from ifforge.build.sampling import pick
+from ifforge.build.seeds import check_seeds_source, records, selection_reason
 from ifforge.config import SeedsConfig
 from ifforge.errors import UserError
 
@@ -76,7 +76,7 @@ def load_conversations(ds: Any, reject: Reject) -> List[Row]:
     """One source's usable conversations, after the seeds-style selection (rules, dedupe, sample, limit)."""
     out: List[Row] = []
     seen: Dict[str, str] = {}
-    for pos, rec, where in _records(ds):
+    for pos, rec, where in records(ds):
         rid = str(rec[ds.id_field]) if ds.id_field and ds.id_field in rec else str(rec.get("id", pos))
         item = {"seed_id": rid, "record": where}
         messages, why = _turns(rec, ds)

@@ -1,63 +1,16 @@
-"""Reading the teacher's and the judge's JSON: tolerant about what surrounds it, strict about what is inside.
-
-Models wrap JSON in code fences, put a sentence before or after it, or answer with prose only. `extract_json`
-finds the first JSON value of the wanted kind wherever it sits; the `parse_*` functions then check its shape and
-raise `Invalid(reason)` on anything unexpected, so a caller can put the item and the raw reply into rejects.
+"""Reading the teacher's JSON: tolerant about what surrounds it (`ifforge.parsing.extract_json`), strict about
+what is inside. The `parse_*` functions check its shape and raise `Invalid(reason)` on anything unexpected, so
+the step puts the item and the raw reply into rejects.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+from ifforge.parsing import Invalid, extract_json
+
 ConstraintSet = Dict[str, List[str]]
-
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)```", re.DOTALL)
-_DECODER = json.JSONDecoder()
-
-
-class Invalid(ValueError):
-    """A reply that does not have the expected content; the message is the reject reason."""
-
-
-def reject_reason(error: Exception, result: Any) -> str:
-    """The reject reason for a reply that failed to parse; says so when the reply was cut off at max_tokens,
-    since that, not the model, is then usually what to fix."""
-    samples = getattr(result, "samples", None) or []
-    if samples and samples[0].finish_reason == "length":
-        return f"{error} (the reply was cut off at max_tokens: raise generator.max_tokens or the step's params)"
-    return str(error)
-
-
-def _kind(want: Tuple[type, ...]) -> str:
-    return " or ".join({dict: "object", list: "list"}[t] for t in want)
-
-
-def extract_json(text: Optional[str], want: Tuple[type, ...] = (dict, list)) -> Any:
-    """The first JSON value of a type in `want`: the whole reply, else a fenced block, else the first `{`/`[`
-    from which a complete value decodes."""
-    if not text or not text.strip():
-        raise Invalid("empty reply")
-    candidates = [text.strip()] + [m.group(1).strip() for m in _FENCE.finditer(text)]
-    for cand in candidates:
-        try:
-            value = json.loads(cand)
-        except ValueError:
-            continue
-        if isinstance(value, want):
-            return value
-    for i, ch in enumerate(text):
-        if ch not in "{[":
-            continue
-        try:
-            value, _ = _DECODER.raw_decode(text, i)
-        except ValueError:
-            continue
-        if isinstance(value, want):
-            return value
-    raise Invalid(f"no JSON {_kind(want)} in the reply")
 
 
 def _norm(text: str) -> str:
@@ -249,32 +202,3 @@ def parse_format_numeric(text: Optional[str], original: str) -> Tuple[str, List[
     if not added:
         raise Invalid("'added' lists no format or numeric constraint")
     return instruction.strip(), added
-
-
-# -- external feedback: the judge's verdict ---------------------------------------------------------------------
-
-def parse_violations(text: Optional[str]) -> List[Dict[str, str]]:
-    """[{"constraint", "reason"}]; an empty list means every constraint is met."""
-    data = extract_json(text, (dict, list))
-    if isinstance(data, dict):
-        if "violations" not in data:
-            raise Invalid(f"no 'violations' list in the judge's reply (keys {sorted(data)[:6]})")
-        data = data["violations"]
-    if not isinstance(data, list):
-        raise Invalid("'violations' is not a list")
-    out = []
-    for i, v in enumerate(data, 1):
-        if not isinstance(v, dict):
-            raise Invalid(f"violation {i} is {type(v).__name__}, not an object")
-        constraint, reason = v.get("constraint"), v.get("reason")
-        if not isinstance(constraint, str) or not constraint.strip():
-            raise Invalid(f"violation {i} names no constraint")
-        if not isinstance(reason, str) or not reason.strip():
-            raise Invalid(f"violation {i} gives no reason")
-        out.append({"constraint": constraint.strip(), "reason": reason.strip()})
-    return out
-
-
-def flatten(constraint_set: ConstraintSet) -> List[str]:
-    """'Category: item' strings, in order (for prompts and the judge)."""
-    return [f"{c}: {item}" for c, items in constraint_set.items() for item in items]

@@ -4,8 +4,8 @@ seed -> reframe (>= min_forms queries) -> filter_context -> constraints ({catego
      -> recombine (one row per difficulty level) -> format_numeric (a seeded sample gets format/numeric
         requirements) -> filter_conflicts
 
-Every step sends one request per row through `ctx.ask`, parses the reply with `conifer.parsing`, and puts each
-item it drops into rejects with the reason and the raw reply. No step reads a curriculum switch: the curriculum
+Every step is an `LLMStep` (ifforge.build.step): it declares its template and reads its reply with
+`conifer.parsing`; the base asks, and puts each item it drops into rejects with the reason and the raw reply. No step reads a curriculum switch: the curriculum
 is pure assembly, so changing it reuses every cached request.
 """
 
@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ifforge.build.conifer import resources
-from ifforge.build.conifer.parsing import (Growth, Invalid, parse_constraint_set, parse_format_numeric,
-                                           parse_levels, parse_reframes, reject_reason)
-from ifforge.build.conifer.sampling import pick, rng_for
-from ifforge.build.context import BuildContext, Row, Step, user_message
-from ifforge.llm import ChatRequest
-from ifforge.parsing import parse_yes_no
-from ifforge.prompts import render
+from ifforge.build.conifer.parsing import (Growth, parse_constraint_set, parse_format_numeric, parse_levels,
+                                           parse_reframes)
+from ifforge.build.context import BuildContext, Row, Step
+from ifforge.build.sampling import pick, rng_for
+from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter
 
 
 @dataclass
@@ -32,7 +30,7 @@ class Options:
     levels: int = 5
     seed: int = 0
     params: Dict[str, Any] = field(default_factory=dict)  # sampling overrides for every augmentation call
-    prompts: Dict[str, Optional[str]] = field(default_factory=dict)  # step name -> a user's own template file
+    templates: Dict[str, Optional[str]] = field(default_factory=dict)  # step name -> a user's own template file
     min_forms: int = 3
     max_forms: Optional[int] = None
     examples: Optional[str] = None
@@ -42,22 +40,10 @@ class Options:
     format_per_instruction: Sequence[int] = (1, 2)
 
 
-class ConiferStep(Step):
-    template = ""
-
+class ConiferStep(LLMStep):
     def __init__(self, opts: Options):
+        super().__init__(opts.params, opts.templates)
         self.opts = opts
-
-    def prompt(self, **variables: Any) -> str:
-        return render(self.template, self.opts.prompts.get(self.name), **variables)
-
-    max_tokens: Optional[int] = None  # a step's own cap, below `params` (which the user sets)
-    allow_cut_off = False  # a step that reads only the start of a reply (a verdict) may take a cut-off one
-
-    def ask(self, ctx: BuildContext, rows: Sequence[Row], prompts: Sequence[str]):
-        params = ({"max_tokens": self.max_tokens} if self.max_tokens else {}) | dict(self.opts.params)
-        requests = [ChatRequest(user_message(p), params=params) for p in prompts]
-        return ctx.ask(self.name, rows, requests, allow_cut_off=self.allow_cut_off)
 
 
 class ReframeQueries(ConiferStep):
@@ -66,53 +52,23 @@ class ReframeQueries(ConiferStep):
     reads = ("seed_id", "instruction")
     writes = ("seed_instruction", "query_id", "query")
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        prompts = [self.prompt(query=r["instruction"], min_forms=self.opts.min_forms) for r in rows]
-        out = []
-        for row, res in zip(rows, self.ask(ctx, rows, prompts)):
-            if res is None:
-                continue
-            try:
-                forms = parse_reframes(res.text, row["instruction"], self.opts.min_forms, self.opts.max_forms)
-            except Invalid as e:
-                ctx.reject(self.name, row, reject_reason(e, res), raw=res.text)
-                continue
-            for k, form in enumerate(forms, 1):
-                out.append({"seed_id": row["seed_id"], "seed_instruction": row["instruction"],
-                            "query_id": f"{row['seed_id']}.q{k}", "query": form})
-        return out
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        return {"query": row["instruction"], "min_forms": self.opts.min_forms}
+
+    def parse(self, reply: Reply, row: Row) -> List[str]:
+        return parse_reframes(reply.text, row["instruction"], self.opts.min_forms, self.opts.max_forms)
+
+    def emit(self, row: Row, forms: List[str], ctx: BuildContext, raw: str) -> Iterable[Row]:
+        return [{"seed_id": row["seed_id"], "seed_instruction": row["instruction"],
+                 "query_id": f"{row['seed_id']}.q{k}", "query": form} for k, form in enumerate(forms, 1)]
 
 
-class YesNoFilter(ConiferStep):
-    """Keeps a row when the model answers Yes; No and unparseable verdicts go to rejects."""
-
-    subject = ""  # the row field the prompt shows
-    no_reason = ""
-    max_tokens = 96  # a verdict and one sentence of reason
-    allow_cut_off = True  # the verdict comes first; a reason cut short does not change it
-
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        prompts = [self.prompt(**{self.subject: r[self.subject]}) for r in rows]
-        kept = []
-        for row, res in zip(rows, self.ask(ctx, rows, prompts)):
-            if res is None:
-                continue
-            verdict = parse_yes_no(res.text)
-            if verdict is None:
-                ctx.reject(self.name, row, "unparseable filter verdict (expected Yes or No)", raw=res.text)
-            elif not verdict:
-                ctx.reject(self.name, row, self.no_reason, raw=res.text)
-            else:
-                kept.append(row)
-        return kept
-
-
-class FilterMissingContext(YesNoFilter):
+class FilterMissingContext(YesNoFilter, ConiferStep):
     name = "filter_context"
     template = "conifer/filter_context.j2"
     reads = ("query",)
-    subject = "query"
-    no_reason = "filtered: cannot be answered without missing context (first filter answered No)"
+    field = variable = "query"
+    drop_reason = "filtered: cannot be answered without missing context (first filter answered No)"
 
 
 class GenerateConstraints(ConiferStep):
@@ -121,21 +77,19 @@ class GenerateConstraints(ConiferStep):
     reads = ("query",)
     writes = ("constraint_set",)
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        examples = [{"instruction": ex["instruction"], "constraints_json": json.dumps(ex["constraints"],
-                                                                                     ensure_ascii=False)}
-                    for ex in resources.constraint_examples(self.opts.examples)]
-        min_categories = self.opts.levels * self.opts.growth.categories[0]
-        prompts = [self.prompt(query=r["query"], examples=examples, min_categories=min_categories) for r in rows]
-        out = []
-        for row, res in zip(rows, self.ask(ctx, rows, prompts)):
-            if res is None:
-                continue
-            try:
-                out.append({**row, "constraint_set": parse_constraint_set(res.text)})
-            except Invalid as e:
-                ctx.reject(self.name, row, reject_reason(e, res), raw=res.text)
-        return out
+    def prepare(self, rows: List[Row]) -> List[Dict[str, str]]:
+        return [{"instruction": ex["instruction"], "constraints_json": json.dumps(ex["constraints"], ensure_ascii=False)}
+                for ex in resources.constraint_examples(self.opts.examples)]
+
+    def variables(self, row: Row, examples: Any) -> Dict[str, Any]:
+        return {"query": row["query"], "examples": examples,
+                "min_categories": self.opts.levels * self.opts.growth.categories[0]}
+
+    def parse(self, reply: Reply, row: Row) -> Dict[str, List[str]]:
+        return parse_constraint_set(reply.text)
+
+    def emit(self, row: Row, constraint_set: Dict[str, List[str]], ctx: BuildContext, raw: str) -> Iterable[Row]:
+        return [{**row, "constraint_set": constraint_set}]
 
 
 class Recombine(ConiferStep):
@@ -145,36 +99,30 @@ class Recombine(ConiferStep):
     writes = ("group_id", "instruction_id", "is_original", "level", "instruction", "constraints",
               "format_constraints")
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
+    def levels(self, row: Row) -> int:
+        return self.opts.growth.supported_levels(row["constraint_set"], self.opts.levels)
+
+    def choose(self, rows: List[Row]) -> List[Any]:
         g = self.opts.growth
-        asked, prompts = [], []
-        for row in rows:
-            n = g.supported_levels(row["constraint_set"], self.opts.levels)
-            if n == 0:
-                ctx.reject(self.name, row, f"constraint set too small for level 1 (needs {g.categories[0]} "
-                                           f"categories and {g.items[0]} items)")
-                continue
-            asked.append((row, n))
-            prompts.append(self.prompt(query=row["query"], n_levels=n,
-                                       constraints_json=json.dumps(row["constraint_set"], ensure_ascii=False),
-                                       cat_lo=g.categories[0], cat_hi=g.categories[1],
-                                       item_lo=g.items[0], item_hi=g.items[1]))
-        out = []
-        for (row, n), res in zip(asked, self.ask(ctx, [r for r, _ in asked], prompts)):
-            if res is None:
-                continue
-            try:
-                levels, problems = parse_levels(res.text, row["constraint_set"], n, g)
-            except Invalid as e:
-                ctx.reject(self.name, row, reject_reason(e, res), raw=res.text)
-                continue
-            for level, reason in problems:
-                ctx.reject(self.name, {**row, "level": level}, reason, raw=res.text)
-            for lv in levels:
-                out.append({**row, "group_id": row["query_id"], "instruction_id": f"{row['query_id']}.L{lv.level}",
-                            "is_original": False, "level": lv.level, "instruction": lv.instruction,
-                            "constraints": lv.constraints, "format_constraints": []})
-        return out
+        return [ASK if self.levels(r) else f"constraint set too small for level 1 (needs {g.categories[0]} "
+                                           f"categories and {g.items[0]} items)" for r in rows]
+
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        g = self.opts.growth
+        return {"query": row["query"], "n_levels": self.levels(row),
+                "constraints_json": json.dumps(row["constraint_set"], ensure_ascii=False),
+                "cat_lo": g.categories[0], "cat_hi": g.categories[1], "item_lo": g.items[0], "item_hi": g.items[1]}
+
+    def parse(self, reply: Reply, row: Row) -> Any:
+        return parse_levels(reply.text, row["constraint_set"], self.levels(row), self.opts.growth)
+
+    def emit(self, row: Row, parsed: Any, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        levels, problems = parsed
+        for level, reason in problems:
+            ctx.reject(self.name, {**row, "level": level}, reason, raw=raw)
+        return [{**row, "group_id": row["query_id"], "instruction_id": f"{row['query_id']}.L{lv.level}",
+                 "is_original": False, "level": lv.level, "instruction": lv.instruction,
+                 "constraints": lv.constraints, "format_constraints": []} for lv in levels]
 
 
 class AddFormatNumeric(ConiferStep):
@@ -186,39 +134,34 @@ class AddFormatNumeric(ConiferStep):
     template = "conifer/format_numeric.j2"
     reads = ("instruction_id", "instruction")
     writes = ("format_constraints", "base_instruction")
+    passes_through = True
+    invalid_prefix = "format/numeric augmentation dropped, instruction kept as is: "
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        pool = resources.format_numeric_constraints(self.opts.format_list)
+    def choose(self, rows: List[Row]) -> List[Any]:
         chosen = pick((r["instruction_id"] for r in rows), self.opts.format_sample, self.opts.seed)
+        return [ASK if r["instruction_id"] in chosen else SKIP for r in rows]
+
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        pool = resources.format_numeric_constraints(self.opts.format_list)
         lo, hi = self.opts.format_per_instruction
-        todo, prompts = [], []
-        for i, row in enumerate(rows):
-            if row["instruction_id"] in chosen:
-                rng = rng_for(self.opts.seed, row["instruction_id"])
-                candidates = [c["text"] for c in rng.sample(pool, min(len(pool), rng.randint(lo, hi)))]
-                todo.append(i)
-                prompts.append(self.prompt(instruction=row["instruction"], candidates=candidates))
-        out = list(rows)
-        for i, res in zip(todo, self.ask(ctx, [rows[i] for i in todo], prompts)):
-            if res is None:
-                continue
-            try:
-                instruction, added = parse_format_numeric(res.text, rows[i]["instruction"])
-            except Invalid as e:
-                why = f"format/numeric augmentation dropped, instruction kept as is: {reject_reason(e, res)}"
-                ctx.reject(self.name, rows[i], why, raw=res.text)
-                continue
-            out[i] = {**rows[i], "instruction": instruction, "base_instruction": rows[i]["instruction"],
-                      "format_constraints": added}
-        return out
+        rng = rng_for(self.opts.seed, row["instruction_id"])
+        candidates = [c["text"] for c in rng.sample(pool, min(len(pool), rng.randint(lo, hi)))]
+        return {"instruction": row["instruction"], "candidates": candidates}
+
+    def parse(self, reply: Reply, row: Row) -> Any:
+        return parse_format_numeric(reply.text, row["instruction"])
+
+    def emit(self, row: Row, parsed: Any, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        instruction, added = parsed
+        return [{**row, "instruction": instruction, "base_instruction": row["instruction"],
+                 "format_constraints": added}]
 
 
-class FilterConflicts(YesNoFilter):
+class FilterConflicts(YesNoFilter, ConiferStep):
     name = "filter_conflicts"
     template = "conifer/filter_conflicts.j2"
     reads = ("instruction",)
-    subject = "instruction"
-    no_reason = "filtered: conflicting or unsatisfiable constraints (second filter answered No)"
+    drop_reason = "filtered: conflicting or unsatisfiable constraints (second filter answered No)"
 
 
 def conifer_steps(opts: Options, context_filter: bool, conflict_filter: bool, format_numeric: bool) -> List[Step]:

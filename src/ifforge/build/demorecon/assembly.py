@@ -14,10 +14,11 @@ Held-out seeds appear in eval and det only.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ifforge.build.chat import sft_row
 from ifforge.build.context import BuildContext, Row
+from ifforge.build.sampling import rng
 
 SPLITS = ("sft", "dpo", "eval", "det", "plain")
 STEP = "assemble"
@@ -56,18 +57,35 @@ def det_rows(variants: List[Row]) -> List[Row]:
             for v in variants for w in variants]
 
 
-def assemble(rows: List[Row], ctx: BuildContext, *, seed: int, max_pairs_per_seed: Optional[int],
-             eval_sub_instructions: int, train_seeds: Optional[int] = None) -> Dict[str, List[Row]]:
+def by_group(rows: List[Row]) -> Dict[str, List[Row]]:
     groups: Dict[str, List[Row]] = {}
     for r in rows:
         groups.setdefault(r["group_id"], []).append(r)
-    splits: Dict[str, List[Row]] = {name: [] for name in SPLITS}
+    return groups
+
+
+def training_groups(groups: Dict[str, List[Row]], seed: int, train_seeds: Optional[int]) -> List[str]:
+    """The seeds kept for sft/dpo/plain. Table 3: fewer training seeds, the same eval split; a seeded choice
+    among the seeds left for training."""
     trainable = [g for g, ms in groups.items() if not ms[0]["eval_holdout"]]
-    if train_seeds is not None and train_seeds < len(trainable):
-        # Table 3: fewer training seeds, the same eval split. A seeded choice among the seeds left for training.
-        keep = set(random.Random(f"{seed}:train_seeds").sample(trainable, train_seeds))
-        ctx.step_counts["train_seeds"] = {"in": len(trainable), "out": train_seeds, "rejected": 0}
-        groups = {g: ms for g, ms in groups.items() if ms[0]["eval_holdout"] or g in keep}
+    if train_seeds is None or train_seeds >= len(trainable):
+        return trainable
+    keep = set(rng(seed, "train_seeds").sample(trainable, train_seeds))
+    return [g for g in trainable if g in keep]
+
+
+def assemble(rows: List[Row], ctx: BuildContext, *, seed: int, max_pairs_per_seed: Optional[int],
+             eval_sub_instructions: int, train_seeds: Optional[int] = None
+             ) -> Tuple[Dict[str, List[Row]], Dict[str, Any]]:
+    """(splits, the assembly's line for the steps table when train_seeds cut the training seeds)."""
+    groups = by_group(rows)
+    splits: Dict[str, List[Row]] = {name: [] for name in SPLITS}
+    n_trainable = sum(1 for ms in groups.values() if not ms[0]["eval_holdout"])
+    train = set(training_groups(groups, seed, train_seeds))
+    steps: Dict[str, Any] = {}
+    if len(train) < n_trainable:
+        steps["train_seeds"] = {"in": n_trainable, "out": len(train), "rejected": 0}
+        groups = {g: ms for g, ms in groups.items() if ms[0]["eval_holdout"] or g in train}
     for g, members in groups.items():
         members = sorted(members, key=lambda r: r["variant_index"])
         original = next((m for m in members if m["is_original"]), None)
@@ -90,8 +108,8 @@ def assemble(rows: List[Row], ctx: BuildContext, *, seed: int, max_pairs_per_see
             continue
         splits["sft"].extend(sft_row(m) for m in members)
         splits["plain"].append(sft_row(original))
-        splits["dpo"].extend(dpo_pairs(members, max_pairs_per_seed, random.Random(f"{seed}:dpo:{g}")))
-    return splits
+        splits["dpo"].extend(dpo_pairs(members, max_pairs_per_seed, rng(seed, "dpo", g)))
+    return splits, steps
 
 
 def split_texts(name: str, rows: List[Row]) -> Dict[str, List[str]]:

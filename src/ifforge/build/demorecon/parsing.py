@@ -13,11 +13,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Pattern, Sequence, Tuple
 
 
-class ParseError(ValueError):
-    """The whole answer is unusable; the message is the reason recorded in rejects.jsonl."""
-
-
-CUT_OFF = "the answer was cut off at max_tokens"  # its end is missing, whatever it looks like
+from ifforge.parsing import CUT_OFF, Invalid  # Invalid: the whole answer is unusable (the reject reason)
 
 
 # ----------------------------------------------------------------------------------------------------- sections
@@ -177,7 +173,7 @@ def _episodes(sections: List[Section]) -> List[_Episode]:
 
 def parse_decomposition(text: str, prompt: Optional[str] = None, cut_off: bool = False) -> Decomposition:
     """Facts and sub-instructions from an E.2 answer: the first facts/instructions pair that is not the one-shot
-    example (unless `prompt` is the example itself). A missing facts block means no facts. ParseError: no
+    example (unless `prompt` is the example itself). A missing facts block means no facts. Invalid: no
     instructions block, an empty one, only the example copied back, or (with `cut_off`, the answer stopped at
     max_tokens) an instructions list that runs to the end of the answer and so may have lost items."""
     sections = split_sections(text, _DECOMPOSITION_LABELS)
@@ -199,15 +195,15 @@ def parse_decomposition(text: str, prompt: Optional[str] = None, cut_off: bool =
             copied = True
             continue
         if cut_off and block is sections[-1]:
-            raise ParseError(f"{CUT_OFF} inside the instructions list (raise generator.max_tokens or "
+            raise Invalid(f"{CUT_OFF} inside the instructions list (raise generator.max_tokens or "
                              f"augmentation.params.max_tokens)")
         facts = ep.first("facts")
         return Decomposition(facts=_dedupe(list_items(facts.text)) if facts else [], sub_instructions=_dedupe(subs))
     if copied:
-        raise ParseError("the decomposition repeats the prompt's one-shot SMS example")
+        raise Invalid("the decomposition repeats the prompt's one-shot SMS example")
     if found:
-        raise ParseError("the 'Extract Instructions' block lists no instructions")
-    raise ParseError("no 'Extract Instructions' block in the decomposition")
+        raise Invalid("the 'Extract Instructions' block lists no instructions")
+    raise Invalid("no 'Extract Instructions' block in the decomposition")
 
 
 def _dedupe(items: List[str]) -> List[str]:
@@ -279,7 +275,7 @@ def parse_variant_blocks(text: str) -> Tuple[List[Block], List[Dropped]]:
     """Numbered (modified sub-instruction, revised prompt) blocks of an E.3 answer, in block order. A heading
     without a number takes it from a leading "2.", from an "Instruction 2:" line above it, or, for a revised
     prompt, from the modified instruction it follows. A second block with a number already seen is dropped.
-    ParseError when there is no block at all."""
+    Invalid when there is no block at all."""
     blocks: Dict[int, Block] = {}
     dropped: List[Dropped] = []
     pending: Optional[int] = None  # number announced by an echoed "Instruction N:" heading
@@ -316,7 +312,7 @@ def parse_variant_blocks(text: str) -> Tuple[List[Block], List[Dropped]]:
             block.revised = _clean_block(body)
             current = None
     if not blocks:
-        raise ParseError("no 'Modified Instructions N' / 'Revised Prompt N' blocks in the answer")
+        raise Invalid("no 'Modified Instructions N' / 'Revised Prompt N' blocks in the answer")
     return [blocks[k] for k in sorted(blocks)], dropped
 
 

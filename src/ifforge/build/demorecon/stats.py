@@ -2,17 +2,20 @@
 uniformity U per split), the Figure 2 t-SNE plot, and the dataset card section that shows both.
 
 With `stats.compare_modes`, the training variants are also answered in the other response mode (direct if this
-build is reference, and the other way round), so the table and the figure show Aug and Ref side by side as in the
-paper. Those extra requests go through the same generator and cache: after a build in each mode they cost nothing.
+build is reference, and the other way round: the strategy's `compare_<mode>` step, run after the responses), so
+the table and the figure show Aug and Ref side by side as in the paper. Those extra requests go through the same
+generator and cache: after a build in each mode they cost nothing.
 """
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ifforge.build.context import BuildContext, Row
+from ifforge.build.context import Row
 from ifforge.build.demorecon.assembly import SPLITS, split_texts
+from ifforge.build.sampling import rng
 
 FIGURE = "tsne.png"
 PAPER_NAMES = {"direct": "Aug", "reference": "Ref"}
@@ -24,35 +27,19 @@ def other_mode(mode: str) -> Optional[str]:
     return {"direct": "reference", "reference": "direct"}.get(mode)
 
 
-def answer_in_other_mode(sft: List[Row], mode: str, ctx: BuildContext) -> Dict[str, str]:
-    """{instruction_id: response} for the sft variants, answered in `mode` with its default settings plus this
-    build's response params."""
-    from ifforge.build.respond.direct import AnswerDirectly
-    from ifforge.build.respond.reference import ReviseOriginalResponses
-
-    params = dict(ctx.cfg.response.get("params") or {})
-    rows = [{"seed_id": r["seed_id"], "group_id": r["group_id"], "instruction_id": r["instruction_id"],
-             "is_original": r["is_original"], "instruction": r["messages"][0]["content"],
-             "response": r["messages"][1]["content"]} for r in sft]
-    # Reference revises each original's response (the sft rows carry them); direct needs the variants only.
-    step = ReviseOriginalResponses(params) if mode == "reference" else AnswerDirectly(params)
-    step.name = f"compare_{mode}"  # its failures are filed under this name in rejects.jsonl
-    todo = rows if mode == "reference" else [r for r in rows if not r["is_original"]]
-    return {r["instruction_id"]: r["response"] for r in step(todo, ctx) if not r["is_original"]}
-
-
 def _sample(items: Sequence[Any], k: int, rng: random.Random) -> List[Any]:
     return list(items) if len(items) <= k else [items[i] for i in sorted(rng.sample(range(len(items)), k))]
 
 
-def compute(splits: Dict[str, List[Row]], ctx: BuildContext, stats_cfg: Any, seed: int) -> Dict[str, Any]:
+def compute(splits: Dict[str, List[Row]], out: Path, stats_cfg: Any, seed: int, mode: str,
+            other_responses: Dict[str, str]) -> Dict[str, Any]:
     """{"table1": {split: {instructions, instruction_tokens, response_tokens, uniformity}}, "compare": {...} with
-    compare_modes, "figure": file name or None, and the tokenizer / embedding model used}."""
+    compare_modes, "figure": file name or None, and the tokenizer / embedding model used}. `other_responses`:
+    {instruction_id: answer} of the sft variants in the other response mode (empty without compare_modes)."""
     from ifforge.build.stats.embeddings import Embedder
     from ifforge.build.stats.tokens import TokenCounter
     from ifforge.build.stats.uniformity import distribution_uniformity
 
-    mode = str(ctx.cfg.response.name)
     tokens = TokenCounter(stats_cfg.tokenizer)
     embedder = Embedder(stats_cfg.embedding_model, device=stats_cfg.device, batch_size=stats_cfg.batch_size)
 
@@ -73,10 +60,8 @@ def compute(splits: Dict[str, List[Row]], ctx: BuildContext, stats_cfg: Any, see
     originals = [r for r in sft if r["is_original"]]
     variants = [r for r in sft if not r["is_original"]]
     other = other_mode(mode) if stats_cfg.compare_modes else None
-    other_responses: Dict[str, str] = {}
     if other and variants:
         # The sft set as the other mode would have built it: same originals, the other mode's variant answers.
-        other_responses = answer_in_other_mode(sft, other, ctx)
         texts = [_response(r) for r in originals] + [other_responses[r["instruction_id"]] for r in variants
                                                      if r["instruction_id"] in other_responses]
         result["compare"] = {other: row_of_table(len(texts), None, texts, True)}
@@ -84,9 +69,9 @@ def compute(splits: Dict[str, List[Row]], ctx: BuildContext, stats_cfg: Any, see
     if stats_cfg.figure and variants:
         from ifforge.build.stats.tsne import plot_panels
 
-        rng = random.Random(f"{seed}:figure")
+        draw = rng(seed, "figure")
         cap = int(stats_cfg.figure_max_points)
-        orig_s, var_s = _sample(originals, cap, rng), _sample(variants, cap, rng)
+        orig_s, var_s = _sample(originals, cap, draw), _sample(variants, cap, draw)
         response_sets = [("original", COLOURS["original"], embedder.encode([_response(r) for r in orig_s])),
                          (f"variant, {mode}", COLOURS.get(mode, "#2ca02c"),
                           embedder.encode([_response(r) for r in var_s]))]
@@ -95,7 +80,7 @@ def compute(splits: Dict[str, List[Row]], ctx: BuildContext, stats_cfg: Any, see
             response_sets.append((f"variant, {other}", COLOURS[other], embedder.encode(answered)))
         instruction_sets = [("original", COLOURS["original"], embedder.encode([_instruction(r) for r in orig_s])),
                             ("variant", COLOURS["variant"], embedder.encode([_instruction(r) for r in var_s]))]
-        drawn = plot_panels(ctx.out / FIGURE, [("Instructions (sft)", instruction_sets),
+        drawn = plot_panels(out / FIGURE, [("Instructions (sft)", instruction_sets),
                                                ("Responses (sft)", response_sets)], seed=seed)
         result["figure"] = FIGURE if drawn else None
     return result

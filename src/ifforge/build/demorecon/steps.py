@@ -7,31 +7,19 @@ Seed rows go in; instruction rows come out: one per seed original (`variant_inde
 from __future__ import annotations
 
 import logging
-import random
 import re
-from collections import Counter
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
-from ifforge.build.context import BuildContext, Row, Step, user_message
-from ifforge.build.demorecon.parsing import (CUT_OFF, ParseError, parse_decomposition, parse_variant_blocks,
-                                             validate_variants)
-from ifforge.llm import ChatRequest
-from ifforge.prompts import render
+from ifforge.build.context import BuildContext, Row, Step
+from ifforge.build.demorecon.parsing import parse_decomposition, parse_variant_blocks, validate_variants
+from ifforge.build.sampling import rng
+from ifforge.build.step import LLMStep, Reply
 
 log = logging.getLogger("ifforge")
-
-DECOMPOSE_TEMPLATE = "demorecon/decompose.j2"
-MODIFY_TEMPLATE = "demorecon/modify_reconstruct.j2"
 
 
 def instruction_id(seed_id: str, variant_index: int) -> str:
     return f"{seed_id}:{variant_index}"
-
-
-def cut_off(result: Any) -> bool:
-    """The answer stopped at max_tokens: its end is missing, whatever it looks like."""
-    samples = getattr(result, "samples", None) or []
-    return bool(samples) and samples[0].finish_reason == "length"
 
 
 def _reason_kind(reason: str) -> str:
@@ -39,92 +27,77 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r"\d+", "N", reason)
 
 
-class Decompose(Step):
+class Decompose(LLMStep):
     name = "decompose"
+    template = "demorecon/decompose.j2"
     reads = ("seed_id", "instruction")
     writes = ("facts", "sub_instructions")
+    invalid_prefix = "unparseable decomposition: "
 
-    def __init__(self, template: Optional[str], params: Dict[str, Any], max_sub_instructions: Optional[int]):
-        self.template = template
-        self.params = params
+    def __init__(self, params: Any, templates: Any, max_sub_instructions: Optional[int]):
+        super().__init__(params, templates)
         self.max_sub_instructions = max_sub_instructions
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        requests = [ChatRequest(user_message(render(DECOMPOSE_TEMPLATE, self.template, prompt=r["instruction"])),
-                                params=dict(self.params)) for r in rows]
-        kept = []
-        for row, res in zip(rows, ctx.ask(self.name, rows, requests)):
-            if res is None:
-                continue
-            try:
-                d = parse_decomposition(res.text, prompt=row["instruction"], cut_off=cut_off(res))
-            except ParseError as e:
-                extra = f" ({CUT_OFF})" if cut_off(res) and CUT_OFF not in str(e) else ""
-                ctx.reject(self.name, row, f"unparseable decomposition: {e}{extra}", raw=res.text)
-                continue
-            if self.max_sub_instructions is not None and len(d.sub_instructions) > self.max_sub_instructions:
-                ctx.reject(self.name, row, f"{len(d.sub_instructions)} sub-instructions, more than "
-                                           f"max_sub_instructions={self.max_sub_instructions}", raw=res.text)
-                continue
-            kept.append({**row, "facts": d.facts, "sub_instructions": d.sub_instructions})
-        return kept
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        return {"prompt": row["instruction"]}
+
+    def parse(self, reply: Reply, row: Row) -> Any:
+        return parse_decomposition(reply.text, prompt=row["instruction"], cut_off=reply.cut_off)
+
+    def emit(self, row: Row, d: Any, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        if self.max_sub_instructions is not None and len(d.sub_instructions) > self.max_sub_instructions:
+            ctx.reject(self.name, row, f"{len(d.sub_instructions)} sub-instructions, more than "
+                                       f"max_sub_instructions={self.max_sub_instructions}", raw=raw)
+            return []
+        return [{**row, "facts": d.facts, "sub_instructions": d.sub_instructions}]
 
 
-class ModifyReconstruct(Step):
+class ModifyReconstruct(LLMStep):
     """One E.3 call per seed returns a modified sub-instruction and a revised prompt for each sub-instruction.
     Every block that cannot be used (INVALID, missing, unchanged, duplicate, out of range) is a reject; a seed
-    left with no usable variant is dropped whole, so that every seed in the splits has variants."""
+    left with no usable variant is dropped whole, so that every seed in the splits has variants. Counts
+    `sub_instructions`, `variants_kept` and `dropped: <reason>` (in sub-instructions)."""
 
     name = "modify_reconstruct"
+    template = "demorecon/modify_reconstruct.j2"
     reads = ("seed_id", "instruction", "facts", "sub_instructions")
     writes = ("group_id", "instruction_id", "is_original", "variant_index", "original_instruction",
               "sub_instruction", "modified_sub_instruction")
+    invalid_prefix = "unparseable modification: "
 
-    def __init__(self, template: Optional[str], params: Dict[str, Any]):
-        self.template = template
-        self.params = params
-        self.summary: Dict[str, Any] = {}
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        return {"prompt": row["instruction"], "facts": row["facts"], "instructions": row["sub_instructions"]}
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        prompts = [render(MODIFY_TEMPLATE, self.template, prompt=r["instruction"], facts=r["facts"],
-                          instructions=r["sub_instructions"]) for r in rows]
-        requests = [ChatRequest(user_message(p), params=dict(self.params)) for p in prompts]
-        out: List[Row] = []
-        asked, dropped = 0, Counter()
-        for row, res in zip(rows, ctx.ask(self.name, rows, requests)):
-            asked += len(row["sub_instructions"])
-            if res is None:
-                dropped["generation failed"] += len(row["sub_instructions"])
-                continue
-            try:
-                blocks, duplicates = parse_variant_blocks(res.text)
-            except ParseError as e:
-                extra = f" ({CUT_OFF})" if cut_off(res) else ""
-                ctx.reject(self.name, row, f"unparseable modification: {e}{extra}", raw=res.text)
-                dropped["unparseable answer"] += len(row["sub_instructions"])
-                continue
-            variants, bad = validate_variants(blocks, row["instruction"], row["sub_instructions"], cut_off(res))
-            for d in duplicates + bad:
-                item = {"seed_id": row["seed_id"], "variant_index": d.index,
-                        "modified_sub_instruction": d.block.modified if d.block else None,
-                        "revised_prompt": d.block.revised if d.block else None}
-                ctx.reject(self.name, item, d.reason, raw=res.text)
-                dropped[_reason_kind(d.reason)] += 1
-            if not variants:
-                ctx.reject(self.name, row, "no usable variant for this seed", raw=res.text)
-                continue
-            base = {**row, "group_id": row["seed_id"], "original_instruction": row["instruction"]}
-            out.append({**base, "instruction_id": instruction_id(row["seed_id"], 0), "is_original": True,
-                        "variant_index": 0, "sub_instruction": None, "modified_sub_instruction": None})
-            for v in variants:
-                out.append({**base, "instruction": v.instruction, "is_original": False,
-                            "instruction_id": instruction_id(row["seed_id"], v.index), "variant_index": v.index,
-                            "sub_instruction": v.sub_instruction,
-                            "modified_sub_instruction": v.modified_sub_instruction})
-        kept = sum(1 for r in out if not r["is_original"])
-        self.summary = {"sub_instructions": asked, "variants_kept": kept, "variants_dropped": dict(dropped)}
-        log.info("[build] %-24s variants kept=%d of %d sub-instructions; dropped: %s", self.name, kept, asked,
-                 dict(dropped) or "none")
+    def parse(self, reply: Reply, row: Row) -> Any:
+        blocks, duplicates = parse_variant_blocks(reply.text)
+        variants, bad = validate_variants(blocks, row["instruction"], row["sub_instructions"], reply.cut_off)
+        return variants, duplicates + bad
+
+    def dropped(self, row: Row, why: str, ctx: BuildContext) -> None:
+        n = len(row["sub_instructions"])
+        ctx.count(self.name, "sub_instructions", n)
+        ctx.count(self.name, f"dropped: {why}", n)
+
+    def emit(self, row: Row, parsed: Any, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        variants, unusable = parsed
+        ctx.count(self.name, "sub_instructions", len(row["sub_instructions"]))
+        ctx.count(self.name, "variants_kept", len(variants))
+        for d in unusable:
+            item = {"seed_id": row["seed_id"], "variant_index": d.index,
+                    "modified_sub_instruction": d.block.modified if d.block else None,
+                    "revised_prompt": d.block.revised if d.block else None}
+            ctx.reject(self.name, item, d.reason, raw=raw)
+            ctx.count(self.name, f"dropped: {_reason_kind(d.reason)}")
+        if not variants:
+            ctx.reject(self.name, row, "no usable variant for this seed", raw=raw)
+            return []
+        base = {**row, "group_id": row["seed_id"], "original_instruction": row["instruction"]}
+        out = [{**base, "instruction_id": instruction_id(row["seed_id"], 0), "is_original": True,
+                "variant_index": 0, "sub_instruction": None, "modified_sub_instruction": None}]
+        for v in variants:
+            out.append({**base, "instruction": v.instruction, "is_original": False,
+                        "instruction_id": instruction_id(row["seed_id"], v.index), "variant_index": v.index,
+                        "sub_instruction": v.sub_instruction, "modified_sub_instruction": v.modified_sub_instruction})
         return out
 
 
@@ -143,7 +116,6 @@ class SelectVariants(Step):
         self.variants_per_seed = variants_per_seed
         self.eval_sub_instructions = eval_sub_instructions
         self.eval_num_seeds = eval_num_seeds
-        self.summary: Dict[str, Any] = {}
 
     def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
         groups: Dict[str, List[Row]] = {}
@@ -157,20 +129,48 @@ class SelectVariants(Step):
             log.warning("[build] only %d seeds qualify for the eval split (%d sub-instructions, all variants "
                         "usable); eval_split.num_seeds asks for %d", len(eligible), self.eval_sub_instructions,
                         self.eval_num_seeds)
-        held_out = set(random.Random(f"{self.seed}:eval").sample(eligible, n_eval))
+        held_out = set(rng(self.seed, "eval").sample(eligible, n_eval))
         out: List[Row] = []
         not_selected = 0
         for g, members in groups.items():
             holdout = g in held_out
             variants = [m for m in members if not m["is_original"]]
             if not holdout and self.variants_per_seed is not None and len(variants) > self.variants_per_seed:
-                chosen = random.Random(f"{self.seed}:variants:{g}").sample(variants, self.variants_per_seed)
+                chosen = rng(self.seed, "variants", g).sample(variants, self.variants_per_seed)
                 keep = {m["variant_index"] for m in chosen}
                 not_selected += len(variants) - len(keep)
                 members = [m for m in members if m["is_original"] or m["variant_index"] in keep]
             out.extend({**m, "eval_holdout": holdout} for m in members)
-        self.summary = {"eval_eligible_seeds": len(eligible), "eval_seeds": n_eval,
-                        "variants_not_selected": not_selected}
-        log.info("[build] %-24s eval seeds=%d (of %d eligible); variants not selected=%d", self.name, n_eval,
-                 len(eligible), not_selected)
+        for key, n in (("eval_eligible_seeds", len(eligible)), ("eval_seeds", n_eval),
+                       ("variants_not_selected", not_selected)):
+            ctx.count(self.name, key, n)
         return out
+
+
+class CompareModes(Step):
+    """`stats.compare_modes`: the training seeds' variants answered in the other response mode too (direct for a
+    reference build, and the other way round), into `compare_response`, for Table 1 and Figure 2 side by side.
+    Its requests are that mode's own, so a build in each mode has them all in the cache."""
+
+    reads = ("instruction", "instruction_id", "group_id", "is_original", "response", "eval_holdout")
+    writes = ("compare_response",)
+
+    def __init__(self, other: str, params: Any, seed: int, train_seeds: Optional[int]):
+        self.other, self.params, self.seed, self.train_seeds = other, params, seed, train_seeds
+        self.name = f"compare_{other}"
+
+    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
+        from ifforge.build.demorecon.assembly import by_group, training_groups
+        from ifforge.build.respond.direct import AnswerDirectly
+        from ifforge.build.respond.reference import ReviseOriginalResponses
+
+        groups = by_group(rows)
+        # The seeds the sft split will hold: training seeds with an answered original and an answered variant.
+        train = {g for g in training_groups(groups, self.seed, self.train_seeds)
+                 if any(m["is_original"] for m in groups[g]) and not all(m["is_original"] for m in groups[g])}
+        step = ReviseOriginalResponses(self.params) if self.other == "reference" else AnswerDirectly(self.params)
+        step.name = self.name
+        todo = [r for r in rows if r["group_id"] in train and (self.other == "reference" or not r["is_original"])]
+        answers = {r["instruction_id"]: r["response"] for r in step(todo, ctx) if not r["is_original"]}
+        return [{**r, "compare_response": answers[r["instruction_id"]]} if r["instruction_id"] in answers else r
+                for r in rows]

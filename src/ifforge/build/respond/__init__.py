@@ -4,20 +4,11 @@ A mode is a list of steps that read instruction rows and write `response` (and w
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
-from ifforge.build.context import Step
+from ifforge.build.context import BuildOption
 from ifforge.registry import Registry
 
 RESPONSES = Registry("response mode", group="response")
 
 
-class ResponseMode:
-    def __init__(self, cfg: Any):
-        self.cfg = cfg
-
-    def uses_judge(self) -> bool:
-        return False
-
-    def steps(self) -> Sequence[Step]:
-        raise NotImplementedError
+class ResponseMode(BuildOption):
+    """Its steps write `response` on every instruction row they keep."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence
 
 from ifforge.build.context import BuildContext, Row, Step, user_message
 from ifforge.build.respond import RESPONSES, ResponseMode
-from ifforge.llm import ChatRequest
+from ifforge.build.step import LLMStep
 
 
 @dataclass
@@ -16,28 +16,21 @@ class DirectConfig:
     params: Dict[str, Any] = field(default_factory=dict)  # sampling overrides for response calls
 
 
-class AnswerDirectly(Step):
+class AnswerDirectly(LLMStep):
+    """The instruction itself is the prompt (no template); an empty answer is a reject."""
+
     name = "respond_direct"
     reads = ("instruction",)
     writes = ("response",)
 
-    def __init__(self, params: Dict[str, Any]):
-        self.params = params
+    def messages(self, row: Row, batch: Any) -> List[Dict[str, str]]:
+        return user_message(row["instruction"])
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        requests = [ChatRequest(user_message(r["instruction"]), params=dict(self.params)) for r in rows]
-        kept = []
-        for row, res in zip(rows, ctx.ask(self.name, rows, requests)):
-            if res is None:
-                continue
-            if not res.text.strip():
-                ctx.reject(self.name, row, "empty response", raw=res.text)
-                continue
-            kept.append({**row, "response": res.text})
-        return kept
+    def emit(self, row: Row, text: str, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        return [{**row, "response": text}]
 
 
 @RESPONSES.register("direct", schema=DirectConfig)
 class Direct(ResponseMode):
     def steps(self) -> Sequence[Step]:
-        return [AnswerDirectly(dict(self.cfg.get("params") or {}))]
+        return [AnswerDirectly(self.cfg.get("params"))]

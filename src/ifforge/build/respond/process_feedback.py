@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ifforge.build.context import BuildContext, Row, Step, user_message
 from ifforge.build.respond import RESPONSES, ResponseMode
 from ifforge.build.respond.direct import AnswerDirectly
-from ifforge.config import GeneratorConfig
-from ifforge.llm import ChatRequest
-from ifforge.prompts import render
+from ifforge.build.sampling import pick
+from ifforge.build.step import ASK, SKIP, LLMStep, Reply
+from ifforge.config import GENERATOR_RUNTIME_FIELDS, GeneratorConfig
+from ifforge.parsing import Invalid, extract_json
 
 STUDENT_ROLE = "student"
 
@@ -48,10 +49,12 @@ class ExternalConfig:
 
 
 @dataclass
-class FeedbackPromptsConfig:
-    internal: Optional[str] = None  # user's own Jinja2 files (null: packaged prompts/conifer/*.j2)
-    judge: Optional[str] = None
-    revise_request: Optional[str] = None
+class FeedbackTemplatesConfig:
+    """A user's own Jinja2 file per prompt (null: the packaged prompts/conifer/<name>.j2)."""
+
+    internal_feedback: Optional[str] = None
+    external_feedback: Optional[str] = None  # the judge's
+    revise_request: Optional[str] = None  # the critique turn of an external-feedback sample
 
 
 @dataclass
@@ -63,7 +66,7 @@ class ProcessFeedbackConfig:
     judge_params: Dict[str, Any] = field(default_factory=dict)
     internal: InternalConfig = field(default_factory=InternalConfig)
     external: ExternalConfig = field(default_factory=ExternalConfig)
-    prompts: FeedbackPromptsConfig = field(default_factory=FeedbackPromptsConfig)
+    templates: FeedbackTemplatesConfig = field(default_factory=FeedbackTemplatesConfig)
 
 
 def _add(row: Row, kind: str, messages: List[Dict[str, str]]) -> Row:
@@ -75,101 +78,130 @@ def _turns(*texts: str) -> List[Dict[str, str]]:
     return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)]
 
 
-class InternalFeedback(Step):
+def constraint_lines(row: Row) -> List[str]:
+    """'Category: item' strings of a Conifer row's constraint set, then its format/numeric requirements."""
+    return ([f"{c}: {item}" for c, items in row["constraints"].items() for item in items]
+            + list(row.get("format_constraints") or []))
+
+
+def parse_violations(text: Optional[str]) -> List[Dict[str, str]]:
+    """[{"constraint", "reason"}]; an empty list means every constraint is met."""
+    data = extract_json(text, (dict, list))
+    if isinstance(data, dict):
+        if "violations" not in data:
+            raise Invalid(f"no 'violations' list in the judge's reply (keys {sorted(data)[:6]})")
+        data = data["violations"]
+    if not isinstance(data, list):
+        raise Invalid("'violations' is not a list")
+    out = []
+    for i, v in enumerate(data, 1):
+        if not isinstance(v, dict):
+            raise Invalid(f"violation {i} is {type(v).__name__}, not an object")
+        constraint, reason = v.get("constraint"), v.get("reason")
+        if not isinstance(constraint, str) or not constraint.strip():
+            raise Invalid(f"violation {i} names no constraint")
+        if not isinstance(reason, str) or not reason.strip():
+            raise Invalid(f"violation {i} gives no reason")
+        out.append({"constraint": constraint.strip(), "reason": reason.strip()})
+    return out
+
+
+class FeedbackStep(LLMStep):
+    """Feedback is an extra sample: an unusable reply drops the sample, never the instruction."""
+
+    passes_through = True
+
+    def __init__(self, cfg: Any, params: Any = None, node: Any = None):
+        super().__init__(cfg.params if params is None else params, cfg.templates, node)
+        self.cfg = cfg
+
+    def sampled(self, rows: List[Row], eligible: List[str], n: Optional[int]) -> List[Any]:
+        chosen = pick(eligible, n, int(self.cfg.seed))
+        return [ASK if r["instruction_id"] in chosen else SKIP for r in rows]
+
+
+class InternalFeedback(FeedbackStep):
     name = "internal_feedback"
+    template = "conifer/internal_feedback.j2"
     reads = ("instruction_id", "instruction", "format_constraints")
     writes = ("feedback_conversations",)
 
-    def __init__(self, cfg: Any):
-        self.cfg = cfg
-
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        from ifforge.build.conifer.sampling import pick
-
+    def choose(self, rows: List[Row]) -> List[Any]:
         eligible = [r["instruction_id"] for r in rows if r.get("format_constraints")]
-        chosen = pick(eligible, self.cfg.internal.sample, int(self.cfg.seed))
-        todo = [i for i, r in enumerate(rows) if r["instruction_id"] in chosen]
-        requests = [ChatRequest(user_message(render("conifer/internal_feedback.j2", self.cfg.prompts.internal,
-                                                    instruction=rows[i]["instruction"],
-                                                    constraints=list(rows[i]["format_constraints"]))),
-                                params=dict(self.cfg.params or {})) for i in todo]
-        out = list(rows)
-        for i, res in zip(todo, ctx.ask(self.name, [rows[i] for i in todo], requests)):
-            if res is None:
-                continue
-            if not res.text.strip():
-                ctx.reject(self.name, rows[i], "empty internal-feedback reply", raw=res.text)
-                continue
-            out[i] = _add(rows[i], "internal", _turns(rows[i]["instruction"], res.text.strip()))
-        return out
+        return self.sampled(rows, eligible, self.cfg.internal.sample)
+
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        return {"instruction": row["instruction"], "constraints": list(row["format_constraints"])}
+
+    def parse(self, reply: Reply, row: Row) -> str:
+        if not reply.text.strip():
+            raise Invalid("empty internal-feedback reply")
+        return reply.text.strip()
+
+    def emit(self, row: Row, text: str, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        return [_add(row, "internal", _turns(row["instruction"], text))]
 
 
-class StudentAnswers(Step):
+class StudentAnswers(FeedbackStep):
     name = "student_answers"
+    role = STUDENT_ROLE
     reads = ("instruction_id", "instruction", "level")
     writes = ("student_response",)
 
     def __init__(self, cfg: Any):
-        self.cfg = cfg
+        super().__init__(cfg, params={}, node=cfg.external.student)  # the student runs with its own settings
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        from ifforge.build.conifer.sampling import pick
-
+    def choose(self, rows: List[Row]) -> List[Any]:
         ext = self.cfg.external
         levels = set(ext.levels) if ext.levels else ({max(r["level"] for r in rows)} if rows else set())
-        eligible = [r["instruction_id"] for r in rows if r["level"] in levels]
-        chosen = pick(eligible, ext.sample, int(self.cfg.seed))
-        todo = [i for i, r in enumerate(rows) if r["instruction_id"] in chosen]
-        requests = [ChatRequest(user_message(rows[i]["instruction"])) for i in todo]
-        out = list(rows)
-        for i, res in zip(todo, ctx.ask(self.name, [rows[i] for i in todo], requests, role=STUDENT_ROLE,
-                                        node=ext.student)):
-            if res is None:
-                continue
-            if not res.text.strip():
-                ctx.reject(self.name, rows[i], "empty student answer", raw=res.text)
-                continue
-            out[i] = {**rows[i], "student_response": res.text.strip()}
-        return out
+        return self.sampled(rows, [r["instruction_id"] for r in rows if r["level"] in levels], ext.sample)
+
+    def messages(self, row: Row, batch: Any) -> List[Dict[str, str]]:
+        return user_message(row["instruction"])
+
+    def parse(self, reply: Reply, row: Row) -> str:
+        if not reply.text.strip():
+            raise Invalid("empty student answer")
+        return reply.text.strip()
+
+    def emit(self, row: Row, text: str, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        return [{**row, "student_response": text}]
 
 
-class JudgeStudent(Step):
+class JudgeStudent(FeedbackStep):
     name = "external_feedback"
+    template = "conifer/external_feedback.j2"
+    role = "judge"
     reads = ("instruction", "constraints", "format_constraints", "response", "student_response")
     writes = ("feedback_conversations", "judge_violations")
+    invalid_prefix = "judge verdict unusable: "
 
     def __init__(self, cfg: Any):
-        self.cfg = cfg
+        super().__init__(cfg, params=cfg.judge_params)
 
-    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
-        from ifforge.build.conifer.parsing import Invalid, flatten, parse_violations, reject_reason
+    def choose(self, rows: List[Row]) -> List[Any]:
+        return [ASK if r.get("student_response") else SKIP for r in rows]
 
-        todo = [i for i, r in enumerate(rows) if r.get("student_response")]
-        requests = [ChatRequest(user_message(render(
-            "conifer/judge_constraints.j2", self.cfg.prompts.judge, instruction=rows[i]["instruction"],
-            constraints=flatten(rows[i]["constraints"]) + list(rows[i].get("format_constraints") or []),
-            response=rows[i]["student_response"])), params=dict(self.cfg.judge_params or {})) for i in todo]
-        out = list(rows)
-        for i, res in zip(todo, ctx.ask(self.name, [rows[i] for i in todo], requests, role="judge")):
-            if res is None:
-                continue
-            row = rows[i]
-            try:
-                violations = parse_violations(res.text)
-            except Invalid as e:
-                ctx.reject(self.name, row, f"judge verdict unusable: {reject_reason(e, res)}", raw=res.text)
-                continue
-            if violations:
-                critique = render("conifer/revise_request.j2", self.cfg.prompts.revise_request, violations=violations)
-                turns = _turns(row["instruction"], row["student_response"], critique, row["response"])
-            else:
-                turns = _turns(row["instruction"], row["response"])
-            out[i] = {**_add(row, "external", turns), "judge_violations": violations}
-        return out
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        return {"instruction": row["instruction"], "constraints": constraint_lines(row),
+                "response": row["student_response"]}
+
+    def parse(self, reply: Reply, row: Row) -> List[Dict[str, str]]:
+        return parse_violations(reply.text)
+
+    def emit(self, row: Row, violations: List[Dict[str, str]], ctx: BuildContext, raw: str) -> Iterable[Row]:
+        if violations:
+            critique = self.render("conifer/revise_request.j2", violations=violations)
+            turns = _turns(row["instruction"], row["student_response"], critique, row["response"])
+        else:
+            turns = _turns(row["instruction"], row["response"])
+        return [{**_add(row, "external", turns), "judge_violations": violations}]
 
 
 @RESPONSES.register("process_feedback", schema=ProcessFeedbackConfig)
 class ProcessFeedback(ResponseMode):
+    runtime_fields = tuple(f"external.student.{f}" for f in GENERATOR_RUNTIME_FIELDS)
+
     def _kinds(self) -> set:
         fb = str(getattr(self.cfg.feedback, "value", self.cfg.feedback))
         return {"both": {"internal", "external"}, "internal": {"internal"}, "external": {"external"}}.get(fb, set())
@@ -194,7 +226,7 @@ class ProcessFeedback(ResponseMode):
 
     def steps(self) -> Sequence[Step]:
         kinds = self._kinds()
-        steps: List[Step] = [AnswerDirectly(dict(self.cfg.get("params") or {}))]
+        steps: List[Step] = [AnswerDirectly(self.cfg.get("params"))]
         if "internal" in kinds:
             steps.append(InternalFeedback(self.cfg))
         if "external" in kinds:

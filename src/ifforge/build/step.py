@@ -1,0 +1,156 @@
+"""One way to write a build step that asks an LLM.
+
+An `LLMStep` declares what it reads and writes, its prompt template, and how to read a reply (`parse`) and what
+rows a usable reply makes (`emit`). The base owns everything else, once for every strategy and response mode:
+
+- the template and its override: the packaged `prompts/<template>`, or the user's own file at
+  `templates.<key>` of the step's config node (the key is the template's file name without `.j2`, which is the
+  step's name wherever a step has one prompt);
+- the request: the rendered prompt as one user message, the step's own `max_tokens` cap under the user's `params`;
+- the loop: choose the rows to ask, ask them all at once through `ctx.ask` (a failed request is never a reject:
+  the generator fails the stage, or drops the row within its `max_failed_fraction`), parse, and put every unusable
+  reply into rejects.jsonl with its raw text, the reason, and the cut-off label when the reply stopped at
+  max_tokens;
+- per-step counts: `ctx.count(step, key)` adds to the step's line in the manifest's `steps`.
+
+A step whose rows are optional enrichments (`passes_through`: e.g. format requirements for a sample) keeps a row
+unchanged when its reply is unusable or its request failed within the tolerance; every other step drops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+from ifforge.build.context import BuildContext, Row, Step, user_message
+from ifforge.llm import ChatRequest
+from ifforge.parsing import Invalid, parse_yes_no, reject_reason
+from ifforge.prompts import render
+
+ASK, SKIP = True, False  # what `choose` says of a row; a string instead is the reason to reject it unasked
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    cut_off: bool  # stopped at max_tokens: its end is missing
+
+
+def _cut_off(result: Any) -> bool:
+    samples = getattr(result, "samples", None) or []
+    return bool(samples) and samples[0].finish_reason == "length"
+
+
+class LLMStep(Step):
+    template: str = ""  # under ifforge/prompts, e.g. "conifer/reframe.j2"
+    role: str = "generator"  # whose model answers: generator | judge | a nested generator config (`node`)
+    max_tokens: Optional[int] = None  # the step's own cap; the user's `params` win over it
+    allow_cut_off: bool = False  # the step reads only the reply's start (a verdict): a cut-off reply is usable
+    passes_through: bool = False  # an unusable reply leaves the row as it was instead of dropping it
+    invalid_prefix: str = ""  # put before a parse error in the reject reason, e.g. "unparseable decomposition: "
+
+    def __init__(self, params: Optional[Dict[str, Any]] = None, templates: Any = None, node: Any = None):
+        self.params = dict(params or {})
+        self.templates = templates  # the config node of users' own prompt files, keyed by template name
+        self.node = node  # the generator config of a nested role (e.g. Conifer's student)
+
+    # -- what a step declares ---------------------------------------------------------------------------------
+    def choose(self, rows: List[Row]) -> List[Union[bool, str]]:
+        """Per row: ASK, SKIP (passes through unasked), or the reason to reject it without asking."""
+        return [ASK] * len(rows)
+
+    def prepare(self, rows: List[Row]) -> Any:
+        """What every row's prompt shares (e.g. the originals by group), computed once per call: `batch` below."""
+        return rows
+
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        """The template's variables for one row."""
+        raise NotImplementedError
+
+    def parse(self, reply: Reply, row: Row) -> Any:
+        """The reply's content, or raise Invalid(reason). By default: the text, unless it is empty."""
+        if not reply.text.strip():
+            raise Invalid("empty response")
+        return reply.text
+
+    def emit(self, row: Row, value: Any, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        """The rows one parsed reply makes (reject parts of it with ctx.reject(self.name, item, why, raw))."""
+        raise NotImplementedError
+
+    def dropped(self, row: Row, why: str, ctx: BuildContext) -> None:
+        """Called for an asked row that made no rows because its request failed (`why`: "generation failed",
+        within the tolerance, or cut off) or its reply did not parse ("unparseable answer"): for step counts."""
+
+    # -- what the base does -----------------------------------------------------------------------------------
+    def template_for(self, row: Row) -> str:
+        return self.template
+
+    def render(self, name: str, **variables: Any) -> str:
+        """Packaged template `name`, or the user's own file at templates.<its file name without .j2>."""
+        key = name.rsplit("/", 1)[-1].removesuffix(".j2")
+        override = self.templates.get(key) if self.templates is not None else None
+        return render(name, override, **variables)
+
+    def messages(self, row: Row, batch: Any) -> List[Dict[str, str]]:
+        return user_message(self.render(self.template_for(row), **self.variables(row, batch)))
+
+    def request(self, row: Row, batch: Any) -> ChatRequest:
+        params = ({"max_tokens": self.max_tokens} if self.max_tokens else {}) | self.params
+        return ChatRequest(self.messages(row, batch), params=params)
+
+    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
+        plan = self.choose(rows)
+        for row, p in zip(rows, plan):
+            if isinstance(p, str):
+                ctx.reject(self.name, row, p)
+        asked = [i for i, p in enumerate(plan) if p is ASK]
+        batch = self.prepare(rows)
+        results = ctx.ask(self.name, [rows[i] for i in asked], [self.request(rows[i], batch) for i in asked],
+                          role=self.role, node=self.node, allow_cut_off=self.allow_cut_off)
+        made: Dict[int, List[Row]] = {}
+        for i, result in zip(asked, results):
+            if result is None:  # failed within the tolerance, or cut off (already a reject)
+                self.dropped(rows[i], "generation failed", ctx)
+                continue
+            reply = Reply(result.text or "", _cut_off(result))
+            try:
+                value = self.parse(reply, rows[i])
+            except Invalid as e:
+                ctx.reject(self.name, rows[i], self.invalid_prefix + reject_reason(e, reply.cut_off), raw=reply.text)
+                self.dropped(rows[i], "unparseable answer", ctx)
+                continue
+            made[i] = list(self.emit(rows[i], value, ctx, reply.text))
+        out: List[Row] = []
+        for i, (row, p) in enumerate(zip(rows, plan)):
+            if i in made:
+                out += made[i]
+            elif p is SKIP or (p is ASK and self.passes_through):
+                out.append(row)
+        return out
+
+
+class YesNoFilter(LLMStep):
+    """Keeps a row when the model's verdict is `keep_on`; the other verdict and unparseable ones are rejects."""
+
+    field = "instruction"  # the row field the prompt shows ...
+    variable = "instruction"  # ... under this template variable
+    keep_on = True
+    drop_reason = ""
+    max_tokens = 96  # a verdict and one sentence of reason
+    allow_cut_off = True  # the verdict comes first; a reason cut short does not change it
+
+    def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
+        return {self.variable: row[self.field]}
+
+    def parse(self, reply: Reply, row: Row) -> bool:
+        verdict = parse_yes_no(reply.text)
+        if verdict is None:
+            raise Invalid("unparseable filter verdict (expected Yes or No)")
+        return verdict
+
+    def emit(self, row: Row, verdict: bool, ctx: BuildContext, raw: str) -> Iterable[Row]:
+        if verdict == self.keep_on:
+            return [row]
+        ctx.reject(self.name, row, self.drop_reason, raw=raw)
+        return []
+
