@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ifforge.build.augment import AUGMENTATIONS, Assembly, Augmentation
@@ -55,18 +55,10 @@ class EvolMixConfig:
     only: bool = False
 
 
-@dataclass
-class EvolTemplatesConfig:
-    """A user's own Jinja2 file per prompt (null: the packaged prompts/evol_instruct/<name>.j2). Evolving
-    prompts get `instruction`; information_gain gets `before` and `after`."""
-
-    add_constraints: Optional[str] = None
-    deepen: Optional[str] = None
-    concretize: Optional[str] = None
-    increase_reasoning: Optional[str] = None
-    complicate_input: Optional[str] = None
-    breadth: Optional[str] = None
-    information_gain: Optional[str] = None
+# A user's own Jinja2 file per prompt (null: the packaged prompts/evol_instruct/<name>.j2): one per evolving prompt
+# (variable: instruction), and information_gain (variables: before, after).
+EvolTemplatesConfig = make_dataclass("EvolTemplatesConfig",
+                                     [(name, Optional[str], None) for name in (*KINDS, "information_gain")])
 
 
 @dataclass
