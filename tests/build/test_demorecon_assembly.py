@@ -21,6 +21,12 @@ class FakeCtx:
     def reject(self, step, item, reason, raw=None):
         self.rejected.append((step, item.get("instruction_id", item.get("seed_id")), reason))
 
+    def structured(self, role="generator", node=None):
+        return False
+
+    def replied(self, step, structured, unreadable=False):
+        pass
+
     def count(self, step, key, n=1):
         counts = self.tallies.setdefault(step, {})
         counts[key] = counts.get(key, 0) + n

@@ -98,6 +98,7 @@ class BuildContext:
     make_generator: Callable[[str, Any], Generator]  # (role, config node or None) -> generator, built on first use
     step_counts: Dict[str, Dict[str, int]] = field(default_factory=dict)  # in/out/rejected/failed per step
     tallies: Dict[str, Dict[str, int]] = field(default_factory=dict)  # the steps' own counters (`count`)
+    replies: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per step: replies read, unreadable, structured
     failed: Dict[str, int] = field(default_factory=dict)  # per step: rows lost to failed requests (tolerated)
     _generators: Dict[str, Generator] = field(default_factory=dict)
 
@@ -114,6 +115,15 @@ class BuildContext:
 
     def reject(self, step: str, item: Any, reason: str, raw: Optional[str] = None) -> None:
         self.rejects.add(step, item, reason, raw)
+
+    def structured(self, role: str = "generator", node: Any = None) -> bool:
+        """Whether the role's generator holds replies to the step's schema (`structured: json`)."""
+        return str(self.generator(role, node).cfg.get("structured") or "off") == "json"
+
+    def replied(self, step: str, structured: bool, unreadable: bool = False) -> None:
+        """Account a reply the step tried to read (the dataset card's format-reject rate)."""
+        counts = self.replies.setdefault(step, {"replies": 0, "unreadable": 0, "structured": structured})
+        counts["unreadable" if unreadable else "replies"] += 1
 
     def count(self, step: str, key: str, n: int = 1) -> None:
         """Add to a step's own counter (e.g. variants kept), for the strategy's statistics and the log."""

@@ -11,7 +11,11 @@ rows a usable reply makes (`emit`). The base owns everything else, once for ever
   the generator fails the stage, or drops the row within its `max_failed_fraction`), parse, and put every unusable
   reply into rejects.jsonl with its raw text, the reason, and the cut-off label when the reply stopped at
   max_tokens;
-- per-step counts: `ctx.count(step, key)` adds to the step's line in the manifest's `steps`.
+- per-step counts: `ctx.count(step, key)` adds to the step's own counters (the strategy's statistics);
+- structured output: a step that reads structure declares its reply's JSON `schema`. When the role's generator has
+  `structured: json`, the request carries it as `response_format` (each backend enforces it its own way), the
+  template is rendered with `structured=true` (same instructions, JSON answer shape) and `parse_json` reads the
+  decoded value. How many replies each step could not read lands in the manifest's `replies`.
 
 A step whose rows are optional enrichments (`passes_through`: e.g. format requirements for a sample) keeps a row
 unchanged when its reply is unusable or its request failed within the tolerance; every other step drops it.
@@ -19,6 +23,7 @@ unchanged when its reply is unusable or its request failed within the tolerance;
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Union
 
@@ -48,6 +53,7 @@ class LLMStep(Step):
     allow_cut_off: bool = False  # the step reads only the reply's start (a verdict): a cut-off reply is usable
     passes_through: bool = False  # an unusable reply leaves the row as it was instead of dropping it
     invalid_prefix: str = ""  # put before a parse error in the reject reason, e.g. "unparseable decomposition: "
+    schema: Optional[Dict[str, Any]] = None  # the reply's JSON schema under structured=json; None: always free text
 
     def __init__(self, params: Optional[Dict[str, Any]] = None, templates: Any = None, node: Any = None):
         self.params = dict(params or {})
@@ -77,6 +83,15 @@ class LLMStep(Step):
         """The rows one parsed reply makes (reject parts of it with ctx.reject(self.name, item, why, raw))."""
         raise NotImplementedError
 
+    def schema_for(self, row: Row) -> Dict[str, Any]:
+        """The schema one row's reply is held to (a step may narrow `schema` per row, e.g. to its levels)."""
+        return self.schema
+
+    def parse_json(self, value: Any, row: Row) -> Any:
+        """The content of a reply decoded from JSON (structured=json). By default the JSON goes through `parse`,
+        so one set of checks serves both modes."""
+        return self.parse(Reply(json.dumps(value, ensure_ascii=False), False), row)
+
     def dropped(self, row: Row, why: str, ctx: BuildContext) -> None:
         """Called for an asked row that made no rows because its request failed (`why`: "generation failed",
         within the tolerance, or cut off) or its reply did not parse ("unparseable answer"): for step counts."""
@@ -91,12 +106,15 @@ class LLMStep(Step):
         override = self.templates.get(key) if self.templates is not None else None
         return render(name, override, **variables)
 
-    def messages(self, row: Row, batch: Any) -> List[Dict[str, str]]:
-        return user_message(self.render(self.template_for(row), **self.variables(row, batch)))
+    def messages(self, row: Row, batch: Any, structured: bool = False) -> List[Dict[str, str]]:
+        variables = {**self.variables(row, batch), "structured": structured}  # a template may branch on it
+        return user_message(self.render(self.template_for(row), **variables))
 
-    def request(self, row: Row, batch: Any) -> ChatRequest:
+    def request(self, row: Row, batch: Any, structured: bool = False) -> ChatRequest:
         params = ({"max_tokens": self.max_tokens} if self.max_tokens else {}) | self.params
-        return ChatRequest(self.messages(row, batch), params=params)
+        if structured:
+            params["response_format"] = response_format(self.name, self.schema_for(row))
+        return ChatRequest(self.messages(row, batch, structured), params=params)
 
     def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
         plan = self.choose(rows)
@@ -105,7 +123,9 @@ class LLMStep(Step):
                 ctx.reject(self.name, row, p)
         asked = [i for i, p in enumerate(plan) if p is ASK]
         batch = self.prepare(rows)
-        results = ctx.ask(self.name, [rows[i] for i in asked], [self.request(rows[i], batch) for i in asked],
+        structured = self.schema is not None and bool(asked) and ctx.structured(self.role, self.node)
+        results = ctx.ask(self.name, [rows[i] for i in asked],
+                          [self.request(rows[i], batch, structured) for i in asked],
                           role=self.role, node=self.node, allow_cut_off=self.allow_cut_off)
         made: Dict[int, List[Row]] = {}
         for i, result in zip(asked, results):
@@ -113,10 +133,13 @@ class LLMStep(Step):
                 self.dropped(rows[i], "generation failed", ctx)
                 continue
             reply = Reply(result.text or "", _cut_off(result))
+            if self.schema is not None:
+                ctx.replied(self.name, structured)
             try:
-                value = self.parse(reply, rows[i])
+                value = self.parse_json(decode(reply), rows[i]) if structured else self.parse(reply, rows[i])
             except Invalid as e:
                 ctx.reject(self.name, rows[i], self.invalid_prefix + reject_reason(e, reply.cut_off), raw=reply.text)
+                ctx.replied(self.name, structured, unreadable=True)
                 self.dropped(rows[i], "unparseable answer", ctx)
                 continue
             made[i] = list(self.emit(rows[i], value, ctx, reply.text))
@@ -129,6 +152,49 @@ class LLMStep(Step):
         return out
 
 
+def decode(reply: Reply) -> Any:
+    try:
+        return json.loads(reply.text)
+    except ValueError:
+        raise Invalid("the reply is not the JSON its schema asks for") from None
+
+
+def _strict(schema: Any) -> bool:
+    """OpenAI's strict mode takes objects whose properties are all required and closed; a free-form map
+    (`additionalProperties` with a schema) is enforced by vLLM and xgrammar but only guided there."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object":
+            props = schema.get("properties")
+            if props is None or schema.get("additionalProperties", True) is not False \
+                    or set(schema.get("required", ())) != set(props):
+                return False
+        return all(_strict(v) for v in schema.values())
+    if isinstance(schema, list):
+        return all(_strict(v) for v in schema)
+    return True
+
+
+def response_format(name: str, schema: Dict[str, Any]) -> Dict[str, Any]:
+    """The OpenAI `response_format` for a JSON schema: the one form every backend reads."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": _strict(schema)}}
+
+
+def string_list(least: Optional[int] = None, most: Optional[int] = None,
+                longest: Optional[int] = None) -> Dict[str, Any]:
+    item: Dict[str, Any] = {"type": "string"} if longest is None else {"type": "string", "maxLength": longest}
+    schema: Dict[str, Any] = {"type": "array", "items": item}
+    if least:
+        schema["minItems"] = least
+    if most is not None:
+        schema["maxItems"] = most
+    return schema
+
+
+def obj(**properties: Any) -> Dict[str, Any]:
+    """A closed JSON-schema object whose properties are all required."""
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
 class YesNoFilter(LLMStep):
     """Keeps a row when the model's verdict is `keep_on`; the other verdict and unparseable ones are rejects."""
 
@@ -138,6 +204,7 @@ class YesNoFilter(LLMStep):
     drop_reason = ""
     max_tokens = 96  # a verdict and one sentence of reason
     allow_cut_off = True  # the verdict comes first; a reason cut short does not change it
+    schema = obj(verdict={"type": "string", "enum": ["Yes", "No"]})
 
     def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
         return {self.variable: row[self.field]}
@@ -147,6 +214,11 @@ class YesNoFilter(LLMStep):
         if verdict is None:
             raise Invalid("unparseable filter verdict (expected Yes or No)")
         return verdict
+
+    def parse_json(self, value: Any, row: Row) -> bool:
+        if not isinstance(value, dict) or value.get("verdict") not in ("Yes", "No"):
+            raise Invalid("no verdict of Yes or No in the JSON reply")
+        return value["verdict"] == "Yes"
 
     def emit(self, row: Row, verdict: bool, ctx: BuildContext, raw: str) -> Iterable[Row]:
         if verdict == self.keep_on:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -82,3 +83,12 @@ class GeneratorStats:
         d = dict(self.__dict__)
         d["cost_usd"] = round(d["cost_usd"], 6)
         return d
+
+
+def json_schema(params: Dict[str, Any]) -> str:
+    """The JSON schema of a call's OpenAI-style `response_format` (what `structured: json` sends) as canonical
+    text, or "" without one: how the local backends read it."""
+    fmt = params.get("response_format") or {}
+    if fmt.get("type") != "json_schema":
+        return ""
+    return json.dumps(fmt["json_schema"]["schema"])  # property order kept: it is the order decoded

@@ -34,6 +34,7 @@ def load_template(name: str, override: Optional[str] = None) -> jinja2.Template:
 
 
 def render(name: str, override: Optional[str] = None, **variables: Any) -> str:
+    variables.setdefault("structured", False)  # true: the step's reply is held to a JSON schema (its JSON variant)
     try:
         return load_template(name, override).render(**variables).strip()
     except jinja2.UndefinedError as e:

@@ -134,6 +134,8 @@ class BuildStage(Stage):
             stats["lost_to_failures"] = lost
         if len(lost) < len(ctx.failed):
             stats["statistics_failures"] = {k: v for k, v in ctx.failed.items() if k in final}
+        if ctx.replies:  # steps that read structure: how many replies they could not read, free or held to a schema
+            stats["replies"] = ctx.replies
         for role, g in ctx.generators.items():
             stats[role] = {"model": g.model, "backend": g.backend.name, **g.stats.as_dict()}
         stats.setdefault("generator", {"model": str(cfg.generator.model), "backend": str(cfg.generator.name),
@@ -152,6 +154,12 @@ def write_dataset_card(out: Path, cfg: DictConfig, stats: Dict[str, Any], sectio
         per_step = ", ".join(f"{k} {v}" for k, v in stats["lost_to_failures"].items())
         lost = (f"\n**Incomplete:** requests that failed after their retries cost rows ({per_step}), accepted under "
                 f"`max_failed_fraction`; they are listed in `failures.jsonl`.\n")
+    replies = ""
+    if stats.get("replies"):
+        rows = "\n".join(f"| {k} | {'json' if v['structured'] else 'off'} | {v['replies']} | {v['unreadable']} "
+                         f"({v['unreadable'] / max(1, v['replies']):.0%}) |" for k, v in stats["replies"].items())
+        replies = ("\nReplies each step could not read (format rejects), with the generator's `structured` mode:\n\n"
+                   f"| step | structured | replies | unreadable |\n|---|---|---|---|\n{rows}\n")
     text = f"""# ifforge build
 
 Augmentation `{cfg.augmentation.name}`, responses `{cfg.response.name}`, generator `{g['backend']}:{g['model']}`.
@@ -168,7 +176,7 @@ Load with `datasets.load_from_disk("data")`; every dropped item is in `rejects.j
 Generator: {g['calls']} calls, {g['cache_hits']} cache hits, {g['retries']} retries, {g['failures']} failures,
 {g['prompt_tokens']} prompt + {g['completion_tokens']} completion tokens, ${g['cost_usd']}.
 {lost}
-
+{replies}
 {section}
 """
     (out / "README.md").write_text(text.strip() + "\n", encoding="utf-8")

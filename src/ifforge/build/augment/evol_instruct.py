@@ -33,7 +33,7 @@ from ifforge.build.augment import AUGMENTATIONS, Assembly, Augmentation
 from ifforge.build.conifer.mix import MixDatasetConfig
 from ifforge.build.context import BuildContext, Row, Step, user_message
 from ifforge.build.sampling import rng_for
-from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter
+from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter, obj
 from ifforge.errors import UserError
 
 KINDS = ("add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth")
@@ -101,6 +101,7 @@ class Evolve(LLMStep):
 
     reads = ("seed_id", "instruction")
     passes_through = True  # an eliminated rewrite leaves the line as it was
+    schema = obj(instruction={"type": "string"})
 
     def __init__(self, cfg: Any, round_: int):
         super().__init__(cfg.params, cfg.templates)
@@ -125,6 +126,9 @@ class Evolve(LLMStep):
 
     def parse(self, reply: Reply, row: Row) -> str:
         return reply.text.strip()
+
+    def parse_json(self, value: Any, row: Row) -> str:
+        return str(value.get("instruction") or "").strip() if isinstance(value, dict) else ""
 
     def emit(self, row: Row, text: str, ctx: BuildContext, raw: str) -> Iterable[Row]:
         kind = self.kind(row)
@@ -158,7 +162,7 @@ class AnswerEvolution(LLMStep):
     def choose(self, rows: List[Row]) -> List[Any]:
         return [ASK if r.get(f"candidate_r{self.k}") else SKIP for r in rows]
 
-    def messages(self, row: Row, batch: Any) -> List[Dict[str, str]]:
+    def messages(self, row: Row, batch: Any, structured: bool = False) -> List[Dict[str, str]]:
         return user_message(row[f"candidate_r{self.k}"])
 
     def parse(self, reply: Reply, row: Row) -> str:

@@ -20,7 +20,12 @@ from ifforge.build.conifer.parsing import (Growth, parse_constraint_set, parse_f
                                            parse_reframes)
 from ifforge.build.context import BuildContext, Row, Step
 from ifforge.build.sampling import pick, rng_for
-from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter
+from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter, obj, string_list
+
+# A free-form map category -> items (enforced by vLLM and xgrammar; only guided by OpenAI's non-strict mode). The
+# caps end a weak model's reply in time; no set the recombination uses needs more.
+CONSTRAINT_SET = {"type": "object", "minProperties": 1, "maxProperties": 12,
+                  "additionalProperties": string_list(1, 6, longest=120)}
 
 
 @dataclass
@@ -51,6 +56,7 @@ class ReframeQueries(ConiferStep):
     template = "conifer/reframe.j2"
     reads = ("seed_id", "instruction")
     writes = ("seed_instruction", "query_id", "query")
+    schema = obj(queries=string_list(1, 10, longest=400))
 
     def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
         return {"query": row["instruction"], "min_forms": self.opts.min_forms}
@@ -76,6 +82,7 @@ class GenerateConstraints(ConiferStep):
     template = "conifer/constraints.j2"
     reads = ("query",)
     writes = ("constraint_set",)
+    schema = CONSTRAINT_SET
 
     def prepare(self, rows: List[Row]) -> List[Dict[str, str]]:
         return [{"instruction": ex["instruction"], "constraints_json": json.dumps(ex["constraints"], ensure_ascii=False)}
@@ -98,6 +105,8 @@ class Recombine(ConiferStep):
     reads = ("seed_id", "query_id", "query", "constraint_set")
     writes = ("group_id", "instruction_id", "is_original", "level", "instruction", "constraints",
               "format_constraints")
+    schema = obj(levels={"type": "array", "items": obj(level={"type": "integer"}, constraints=CONSTRAINT_SET,
+                                                       instruction={"type": "string"})})
 
     def levels(self, row: Row) -> int:
         return self.opts.growth.supported_levels(row["constraint_set"], self.opts.levels)
@@ -112,6 +121,15 @@ class Recombine(ConiferStep):
         return {"query": row["query"], "n_levels": self.levels(row),
                 "constraints_json": json.dumps(row["constraint_set"], ensure_ascii=False),
                 "cat_lo": g.categories[0], "cat_hi": g.categories[1], "item_lo": g.items[0], "item_hi": g.items[1]}
+
+    def schema_for(self, row: Row) -> Dict[str, Any]:
+        """Exactly the row's levels, each drawing on the row's own categories and items."""
+        n = self.levels(row)
+        constraints = {"type": "object", "additionalProperties": False,
+                       "properties": {c: {**string_list(1, len(items))} for c, items in row["constraint_set"].items()}}
+        level = obj(level={"type": "integer", "minimum": 1, "maximum": n}, constraints=constraints,
+                    instruction={"type": "string"})
+        return obj(levels={"type": "array", "items": level, "minItems": n, "maxItems": n})
 
     def parse(self, reply: Reply, row: Row) -> Any:
         return parse_levels(reply.text, row["constraint_set"], self.levels(row), self.opts.growth)
@@ -136,6 +154,7 @@ class AddFormatNumeric(ConiferStep):
     writes = ("format_constraints", "base_instruction")
     passes_through = True
     invalid_prefix = "format/numeric augmentation dropped, instruction kept as is: "
+    schema = obj(instruction={"type": "string"}, added=string_list(1, 4))
 
     def choose(self, rows: List[Row]) -> List[Any]:
         chosen = pick((r["instruction_id"] for r in rows), self.opts.format_sample, self.opts.seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Pattern, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Pattern, Sequence, Tuple
 
 
 from ifforge.parsing import CUT_OFF, Invalid  # Invalid: the whole answer is unusable (the reject reason)
@@ -206,6 +206,21 @@ def parse_decomposition(text: str, prompt: Optional[str] = None, cut_off: bool =
     raise Invalid("no 'Extract Instructions' block in the decomposition")
 
 
+def decomposition_from_json(value: Any, prompt: Optional[str] = None) -> Decomposition:
+    """The structured (JSON) E.2 answer, with the same checks as the text one."""
+    if not isinstance(value, dict) or not isinstance(value.get("instructions"), list):
+        raise Invalid("no 'instructions' list in the JSON decomposition")
+    subs = [clean_inline(x) for x in value["instructions"] if isinstance(x, str) and x.strip()]
+    facts = [clean_inline(x) for x in value.get("facts") or [] if isinstance(x, str) and x.strip()]
+    if not subs:
+        raise Invalid("the 'instructions' list is empty")
+    example = [_norm(s) for s in EXAMPLE_SUB_INSTRUCTIONS]
+    is_example_seed = prompt is not None and _norm(prompt) == _norm(EXAMPLE_PROMPT)
+    if not is_example_seed and sum(1 for x in subs if _norm(x) in example) >= max(2, (len(subs) + 1) // 2):
+        raise Invalid("the decomposition repeats the prompt's one-shot SMS example")
+    return Decomposition(facts=_dedupe(facts), sub_instructions=_dedupe(subs))
+
+
 def _dedupe(items: List[str]) -> List[str]:
     seen, out = set(), []
     for item in items:
@@ -313,6 +328,28 @@ def parse_variant_blocks(text: str) -> Tuple[List[Block], List[Dropped]]:
             current = None
     if not blocks:
         raise Invalid("no 'Modified Instructions N' / 'Revised Prompt N' blocks in the answer")
+    return [blocks[k] for k in sorted(blocks)], dropped
+
+
+def variant_blocks_from_json(value: Any) -> Tuple[List[Block], List[Dropped]]:
+    """The structured (JSON) E.3 answer as numbered blocks, a repeated number dropped as in the text form."""
+    entries = value.get("variants") if isinstance(value, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise Invalid("no 'variants' list in the JSON answer")
+    blocks: Dict[int, Block] = {}
+    dropped: List[Dropped] = []
+    for pos, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            continue
+        n = entry.get("number") if isinstance(entry.get("number"), int) else pos
+        block = Block(n, modified=clean_inline(str(entry.get("modified_instruction") or "")) or None,
+                      revised=_clean_block(str(entry.get("revised_prompt") or "")) or None)
+        if n in blocks:
+            dropped.append(Dropped(n, f"a second block numbered {n}", block))
+        else:
+            blocks[n] = block
+    if not blocks:
+        raise Invalid("no usable entry in the JSON 'variants' list")
     return [blocks[k] for k in sorted(blocks)], dropped
 
 

@@ -11,9 +11,10 @@ import re
 from typing import Any, Dict, Iterable, List, Optional
 
 from ifforge.build.context import BuildContext, Row, Step
-from ifforge.build.demorecon.parsing import parse_decomposition, parse_variant_blocks, validate_variants
+from ifforge.build.demorecon.parsing import (decomposition_from_json, parse_decomposition, parse_variant_blocks,
+                                             validate_variants, variant_blocks_from_json)
 from ifforge.build.sampling import rng
-from ifforge.build.step import LLMStep, Reply
+from ifforge.build.step import LLMStep, Reply, obj, string_list
 
 log = logging.getLogger("ifforge")
 
@@ -33,6 +34,9 @@ class Decompose(LLMStep):
     reads = ("seed_id", "instruction")
     writes = ("facts", "sub_instructions")
     invalid_prefix = "unparseable decomposition: "
+    # Instructions first (what the step is for), lists capped: a weak model under a grammar tends to repeat items
+    # until max_tokens; the caps end the object in time, and no prompt has more.
+    schema = obj(instructions=string_list(1, 8, longest=300), facts=string_list(0, 6, longest=300))
 
     def __init__(self, params: Any, templates: Any, max_sub_instructions: Optional[int]):
         super().__init__(params, templates)
@@ -43,6 +47,9 @@ class Decompose(LLMStep):
 
     def parse(self, reply: Reply, row: Row) -> Any:
         return parse_decomposition(reply.text, prompt=row["instruction"], cut_off=reply.cut_off)
+
+    def parse_json(self, value: Any, row: Row) -> Any:
+        return decomposition_from_json(value, prompt=row["instruction"])
 
     def emit(self, row: Row, d: Any, ctx: BuildContext, raw: str) -> Iterable[Row]:
         if self.max_sub_instructions is not None and len(d.sub_instructions) > self.max_sub_instructions:
@@ -64,13 +71,22 @@ class ModifyReconstruct(LLMStep):
     writes = ("group_id", "instruction_id", "is_original", "variant_index", "original_instruction",
               "sub_instruction", "modified_sub_instruction")
     invalid_prefix = "unparseable modification: "
+    schema = obj(variants={"type": "array", "items": obj(number={"type": "integer"},
+                                                         modified_instruction={"type": "string"},
+                                                         revised_prompt={"type": "string"})})
 
     def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
         return {"prompt": row["instruction"], "facts": row["facts"], "instructions": row["sub_instructions"]}
 
     def parse(self, reply: Reply, row: Row) -> Any:
-        blocks, duplicates = parse_variant_blocks(reply.text)
-        variants, bad = validate_variants(blocks, row["instruction"], row["sub_instructions"], reply.cut_off)
+        return self._validate(*parse_variant_blocks(reply.text), row, reply.cut_off)
+
+    def parse_json(self, value: Any, row: Row) -> Any:
+        return self._validate(*variant_blocks_from_json(value), row, False)
+
+    @staticmethod
+    def _validate(blocks: Any, duplicates: Any, row: Row, cut_off: bool) -> Any:
+        variants, bad = validate_variants(blocks, row["instruction"], row["sub_instructions"], cut_off)
         return variants, duplicates + bad
 
     def dropped(self, row: Row, why: str, ctx: BuildContext) -> None:

@@ -23,7 +23,7 @@ class AnswerDirectly(LLMStep):
     reads = ("instruction",)
     writes = ("response",)
 
-    def messages(self, row: Row, batch: Any) -> List[Dict[str, str]]:
+    def messages(self, row: Row, batch: Any, structured: bool = False) -> List[Dict[str, str]]:
         return user_message(row["instruction"])
 
     def emit(self, row: Row, text: str, ctx: BuildContext, raw: str) -> Iterable[Row]:

@@ -22,7 +22,7 @@ from ifforge.build.context import BuildContext, Row, Step, user_message
 from ifforge.build.respond import RESPONSES, ResponseMode
 from ifforge.build.respond.direct import AnswerDirectly
 from ifforge.build.sampling import pick
-from ifforge.build.step import ASK, SKIP, LLMStep, Reply
+from ifforge.build.step import ASK, SKIP, LLMStep, Reply, obj
 from ifforge.config import GENERATOR_RUNTIME_FIELDS, GeneratorConfig
 from ifforge.parsing import Invalid, extract_json
 
@@ -156,7 +156,7 @@ class StudentAnswers(FeedbackStep):
         levels = set(ext.levels) if ext.levels else ({max(r["level"] for r in rows)} if rows else set())
         return self.sampled(rows, [r["instruction_id"] for r in rows if r["level"] in levels], ext.sample)
 
-    def messages(self, row: Row, batch: Any) -> List[Dict[str, str]]:
+    def messages(self, row: Row, batch: Any, structured: bool = False) -> List[Dict[str, str]]:
         return user_message(row["instruction"])
 
     def parse(self, reply: Reply, row: Row) -> str:
@@ -175,6 +175,7 @@ class JudgeStudent(FeedbackStep):
     reads = ("instruction", "constraints", "format_constraints", "response", "student_response")
     writes = ("feedback_conversations", "judge_violations")
     invalid_prefix = "judge verdict unusable: "
+    schema = obj(violations={"type": "array", "items": obj(constraint={"type": "string"}, reason={"type": "string"})})
 
     def __init__(self, cfg: Any):
         super().__init__(cfg, params=cfg.judge_params)

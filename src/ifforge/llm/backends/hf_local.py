@@ -8,10 +8,14 @@ How calls become batches:
   temperature == 0 is greedy.
 - The model's own generation defaults (repetition penalty, top_k, ...) are dropped: what a call returns depends
   on its params only, as with the other backends.
+- A call with a JSON-schema `response_format` (`structured: json`) decodes under that schema's grammar: xgrammar
+  masks the logits of every row before sampling, so the reply always parses (unless cut off at max_tokens).
+  Calls are batched per schema; a schema is compiled once per loaded tokenizer and reused.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 import threading
 import time
@@ -21,8 +25,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ifforge.errors import UserError
 from ifforge.llm import BACKENDS
 from ifforge.llm.base import Backend, OnDone
-from ifforge.llm.types import Call, Completion
+from ifforge.llm.types import Call, Completion, json_schema
 from ifforge.models import check_model, quiet_progress, resolve_model
+
+MISSING_XGRAMMAR = ("structured=json on hf_local needs xgrammar: pip install --no-deps xgrammar==0.2.8 apache-tvm-ffi "
+                    "(make install does), or set structured=off")
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16"}
@@ -42,6 +49,8 @@ class HFLocalBackend(Backend):
         self._model = None
         self._tokenizer = None
         self._eos_ids: List[int] = []
+        self._grammars: Dict[str, Any] = {}  # JSON schema text -> compiled grammar, for the loaded tokenizer
+        self._compiler = None
         self._lock = threading.Lock()  # one model, one batch at a time, whichever thread asks
 
     # ------------------------------------------------------------------------------------------- setup
@@ -55,6 +64,8 @@ class HFLocalBackend(Backend):
         if int(self.cfg.batch_size) < 1:
             raise UserError("generator.batch_size must be at least 1")
         check_model(str(self.cfg.model))
+        if str(self.cfg.get("structured") or "off") == "json" and importlib.util.find_spec("xgrammar") is None:
+            raise UserError(MISSING_XGRAMMAR)
         if device.startswith("cuda"):
             import torch
 
@@ -97,7 +108,8 @@ class HFLocalBackend(Backend):
     def close(self) -> None:
         with self._lock:
             on_cuda = self._model is not None and self._model.device.type == "cuda"
-            self._model = self._tokenizer = None
+            self._model = self._tokenizer = self._compiler = None
+            self._grammars.clear()
         if on_cuda:
             import torch
 
@@ -118,16 +130,16 @@ class HFLocalBackend(Backend):
                 except Exception as exc:  # a malformed conversation fails alone
                     on_done(i, Completion(error=f"chat template: {_error_text(exc)}"))
 
-            groups: Dict[Tuple[int, Tuple[str, ...]], List[int]] = defaultdict(list)
+            groups: Dict[Tuple[int, Tuple[str, ...], str], List[int]] = defaultdict(list)
             for i in prompts:
                 groups[_batch_key(calls[i].params, self.cfg)].append(i)
             batch_size = int(self.cfg.batch_size)
-            for (max_tokens, stop), members in groups.items():
+            for (max_tokens, stop, schema), members in groups.items():
                 members.sort(key=lambda i: -len(prompts[i]))  # longest first: memory trouble shows up early
                 for start in range(0, len(members), batch_size):
                     batch = members[start:start + batch_size]
                     self._run_batch(batch, [prompts[i] for i in batch], [calls[i].params for i in batch],
-                                    max_tokens, list(stop), on_done)
+                                    max_tokens, list(stop), on_done, schema)
 
     def _encode(self, messages: List[Dict[str, str]]) -> List[int]:
         text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -135,13 +147,13 @@ class HFLocalBackend(Backend):
         return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _run_batch(self, indices: List[int], prompts: List[List[int]], params: List[Dict[str, Any]],
-                   max_tokens: int, stop: List[str], on_done: OnDone) -> None:
+                   max_tokens: int, stop: List[str], on_done: OnDone, schema: str = "") -> None:
         import torch
 
         started = time.perf_counter()
         out_of_memory = False
         try:
-            outputs = self._generate(prompts, params, max_tokens, stop)
+            outputs = self._generate(prompts, params, max_tokens, stop, schema)
         except (torch.OutOfMemoryError, MemoryError) as exc:
             outputs, out_of_memory = _error_text(exc), True
         except Exception as exc:  # noqa: BLE001 - one bad batch must not end the run
@@ -152,8 +164,8 @@ class HFLocalBackend(Backend):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             half = len(indices) // 2
-            self._run_batch(indices[:half], prompts[:half], params[:half], max_tokens, stop, on_done)
-            self._run_batch(indices[half:], prompts[half:], params[half:], max_tokens, stop, on_done)
+            self._run_batch(indices[:half], prompts[:half], params[:half], max_tokens, stop, on_done, schema)
+            self._run_batch(indices[half:], prompts[half:], params[half:], max_tokens, stop, on_done, schema)
             return
         latency = time.perf_counter() - started
         for k, i in enumerate(indices):
@@ -164,8 +176,24 @@ class HFLocalBackend(Backend):
                 on_done(i, Completion(text=text, finish_reason=finish_reason, prompt_tokens=len(prompts[k]),
                                       completion_tokens=completion_tokens, latency=latency))
 
+    def _grammar(self, schema: str) -> Any:
+        """A fresh xgrammar logits processor (one per generate() call, as xgrammar requires) for a JSON schema
+        compiled once for this tokenizer."""
+        try:
+            import xgrammar as xgr
+            import xgrammar.contrib.hf  # noqa: F401  (the transformers logits processor)
+        except ImportError:
+            raise UserError(MISSING_XGRAMMAR) from None
+        if self._compiler is None:
+            info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._model.config.vocab_size)
+            self._compiler = xgr.GrammarCompiler(info)
+        if schema not in self._grammars:
+            # One line, no free whitespace: a small model would otherwise spend tokens on indentation.
+            self._grammars[schema] = self._compiler.compile_json_schema(schema, any_whitespace=False)
+        return xgr.contrib.hf.LogitsProcessor(self._grammars[schema])
+
     def _generate(self, prompts: List[List[int]], params: List[Dict[str, Any]], max_tokens: int,
-                  stop: List[str]) -> List[Tuple[str, str, int]]:
+                  stop: List[str], schema: str = "") -> List[Tuple[str, str, int]]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -176,6 +204,8 @@ class HFLocalBackend(Backend):
         prompt_len = input_ids.shape[1]
 
         processors = LogitsProcessorList()
+        if schema:  # first: the sampler below draws from the grammar's allowed tokens only
+            processors.append(self._grammar(schema))
         temperatures = [float(p.get("temperature") or 0.0) for p in params]
         if any(t > 0 for t in temperatures):
             processors.append(RowSampler(temperatures, [float(p.get("top_p", 1.0) or 1.0) for p in params],
@@ -211,11 +241,11 @@ class HFLocalBackend(Backend):
         return results
 
 
-def _batch_key(params: Dict[str, Any], cfg: Any) -> Tuple[int, Tuple[str, ...]]:
+def _batch_key(params: Dict[str, Any], cfg: Any) -> Tuple[int, Tuple[str, ...], str]:
     stop = params.get("stop") or ()
     if isinstance(stop, str):
         stop = (stop,)
-    return int(params.get("max_tokens") or cfg.max_tokens), tuple(str(s) for s in stop if s)
+    return int(params.get("max_tokens") or cfg.max_tokens), tuple(str(s) for s in stop if s), json_schema(params)
 
 
 # RowSampler and StopStrings follow transformers' LogitsProcessor / StoppingCriteria call protocol without

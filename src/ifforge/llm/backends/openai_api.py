@@ -228,8 +228,11 @@ class _Session:
                                                   options={"max_retries": retries_left})
                 content = response.content
             except openai.APIStatusError as exc:  # 4xx the SDK does not retry, or retries exhausted
-                return self._failed(f"HTTP {exc.status_code}: {_short(exc.message)}", _snippet(exc.response.content),
-                                    state, started)
+                error = f"HTTP {exc.status_code}: {_short(exc.message)}"
+                if exc.status_code in (400, 422) and "response_format" in call.params:
+                    error = (f"the endpoint refused the JSON schema (response_format json_schema) that "
+                             f"structured=json sends; set structured=off for this model ({error})")
+                return self._failed(error, _snippet(exc.response.content), state, started)
             except openai.APITimeoutError:
                 return self._failed(f"timed out after {self.timeout:g} s", None, state, started)
             except openai.APIConnectionError as exc:

@@ -13,6 +13,7 @@ use `generator=openai` with `base_url` instead.
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 import time
 from typing import Any, Dict, List, Sequence
@@ -20,7 +21,7 @@ from typing import Any, Dict, List, Sequence
 from ifforge.errors import UserError
 from ifforge.llm import BACKENDS
 from ifforge.llm.base import Backend, OnDone
-from ifforge.llm.types import Call, Completion
+from ifforge.llm.types import Call, Completion, json_schema
 from ifforge.models import check_model, resolve_model
 
 MISSING_VLLM = ("the vllm generator needs the vllm package (GPU machines): pip install vllm; "
@@ -109,4 +110,19 @@ class VLLMBackend(Backend):
         }
         if params.get("seed") is not None:
             kwargs["seed"] = int(params["seed"])  # per-request seed: reproducible whatever the batch
+        schema = json_schema(params)
+        if schema:  # structured=json: the engine's own structured-output decoding
+            kwargs.update(structured_output(json.loads(schema)))
         return kwargs
+
+
+def structured_output(schema: Dict[str, Any]) -> Dict[str, Any]:
+    """SamplingParams arguments that hold a reply to a JSON schema: `structured_outputs` since vLLM 0.11,
+    `guided_decoding` before."""
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema)}
+    return {"structured_outputs": StructuredOutputsParams(json=schema)}
