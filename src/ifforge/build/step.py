@@ -156,7 +156,8 @@ def decode(reply: Reply) -> Any:
     try:
         return json.loads(reply.text)
     except ValueError:
-        raise Invalid("the reply is not the JSON its schema asks for") from None
+        # An endpoint that ignores response_format (transformers serve 5.23 does, with a warning) answers in free text.
+        raise Invalid("the reply is not the JSON its schema asks for (does the endpoint honour response_format?)") from None
 
 
 def _strict(schema: Any) -> bool:
