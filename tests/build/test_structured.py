@@ -16,7 +16,7 @@ from ifforge.build.conifer.steps import (AddFormatNumeric, FilterConflicts, Gene
 from ifforge.build.demorecon.steps import Decompose, ModifyReconstruct
 from ifforge.build.respond.process_feedback import JudgeStudent, ProcessFeedbackConfig
 from ifforge.build.seed_filter import FilterSeeds
-from ifforge.build.step import response_format
+from ifforge.llm.structured import response_format
 from ifforge.parsing import Invalid
 from tests.helpers.cli import openai_args, outputs, run_cli
 from tests.helpers.openai_server import Fault

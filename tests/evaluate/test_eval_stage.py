@@ -182,3 +182,29 @@ def test_local_judge_scores_the_answers_given_before_it_loads(tmp_path, tiny_mod
     assert stats["candidate"]["calls"] == 5 and stats["candidate"]["cache_hits"] == 0  # 3 + 2 items, once each
     metrics = json.loads(open(f"{out}/metrics.json").read())
     assert metrics["ifeval"]["n_prompts"] == 3 and metrics["demorecon_eval"]["accuracy"] == 100.0
+
+
+def test_structured_judge_replies_in_json_under_ifforges_own_prompts(tmp_path, openai_server, tiny_model_dir,
+                                                                      monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    srv = openai_server
+
+    def judge(body):
+        schema = body["response_format"]["json_schema"]
+        if schema["name"] == "verdicts":
+            return json.dumps({"verdicts": ["YES"] * schema["schema"]["properties"]["verdicts"]["minItems"]})
+        return json.dumps({"rating": 7} if schema["name"] == "rating" else {"verdict": "Yes"})
+
+    srv.on(lambda b: "response_format" in b, judge, model="judge-model")
+    suites = "eval=[followbench,infobench,demorecon_eval,mt_bench]"
+    args = [suites if a == "eval=all" else a for a in overrides(tmp_path, srv, tiny_model_dir, *demorecon_files(tmp_path))
+            if not a.startswith(("eval.ifeval.", "eval.demorecon_det."))] + ["judge.structured=json"]
+    metrics = json.loads(open(f"{run_eval(args)}/metrics.json").read())
+    judged = [b for b in srv.requests if b["model"] == "judge-model"]
+    assert judged and all("response_format" in b and "JSON object" in b["messages"][-1]["content"] for b in judged)
+    assert metrics["demorecon_eval"]["accuracy"] == 100.0 and metrics["demorecon_eval"]["unparseable"] == 0
+    assert metrics["infobench"]["drfr_overall"] == 100.0 and metrics["infobench"]["unparseable"] == 0
+    assert metrics["mt_bench"]["score"] == 7.0 and metrics["mt_bench"]["n_graded"] == 4
+    fb = metrics["followbench"]
+    assert fb["n_judge"] > 0 and all(v["hsr"] == 100.0 for v in fb["per_category"]["content"].values()
+                                     if v["n"] and fb["n_judge"])

@@ -6,7 +6,7 @@ import types
 
 from omegaconf import OmegaConf
 
-from ifforge.build.step import obj, response_format
+from ifforge.llm.structured import obj, response_format
 from ifforge.config import GeneratorConfig
 from ifforge.llm.backends.vllm import VLLMBackend
 

@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 
 from ifforge.build.context import BuildContext, Row, Step, user_message
 from ifforge.llm import ChatRequest
+from ifforge.llm.structured import obj, response_format
 from ifforge.parsing import Invalid, parse_yes_no, reject_reason
 from ifforge.prompts import render
 
@@ -158,42 +159,6 @@ def decode(reply: Reply) -> Any:
     except ValueError:
         # An endpoint that ignores response_format (transformers serve 5.23 does, with a warning) answers in free text.
         raise Invalid("the reply is not the JSON its schema asks for (does the endpoint honour response_format?)") from None
-
-
-def _strict(schema: Any) -> bool:
-    """OpenAI's strict mode takes objects whose properties are all required and closed; a free-form map
-    (`additionalProperties` with a schema) is enforced by vLLM and xgrammar but only guided there."""
-    if isinstance(schema, dict):
-        if schema.get("type") == "object":
-            props = schema.get("properties")
-            if props is None or schema.get("additionalProperties", True) is not False \
-                    or set(schema.get("required", ())) != set(props):
-                return False
-        return all(_strict(v) for v in schema.values())
-    if isinstance(schema, list):
-        return all(_strict(v) for v in schema)
-    return True
-
-
-def response_format(name: str, schema: Dict[str, Any]) -> Dict[str, Any]:
-    """The OpenAI `response_format` for a JSON schema: the one form every backend reads."""
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": _strict(schema)}}
-
-
-def string_list(least: Optional[int] = None, most: Optional[int] = None,
-                longest: Optional[int] = None) -> Dict[str, Any]:
-    item: Dict[str, Any] = {"type": "string"} if longest is None else {"type": "string", "maxLength": longest}
-    schema: Dict[str, Any] = {"type": "array", "items": item}
-    if least:
-        schema["minItems"] = least
-    if most is not None:
-        schema["maxItems"] = most
-    return schema
-
-
-def obj(**properties: Any) -> Dict[str, Any]:
-    """A closed JSON-schema object whose properties are all required."""
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
 class YesNoFilter(LLMStep):

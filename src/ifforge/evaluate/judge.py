@@ -2,13 +2,21 @@
 
 Every parser returns None for an answer it cannot read; callers count those as `unparseable` and leave them out of
 every rate, so a garbled judge answer is reported, never scored as a pass or a fail.
+
+With `judge.structured=json`, ifforge's own judge prompts (`protocol: ifforge`) render their JSON variant and the
+judge's reply is held to a `Shape`'s schema; `ask` turns the JSON back into the text the parsers read ("Yes",
+"[[7]]", a verdict list), so one parser serves both. The reference protocols keep their official prompts and
+parsing, and the model under test always answers freely: constraining it would change what is measured.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
+from ifforge.llm.structured import obj, response_format
 from ifforge.parsing import parse_yes_no
 
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
@@ -50,10 +58,49 @@ def parse_rating(text: Optional[str], low: float = 1.0, high: float = 10.0) -> O
     return value if low <= value <= high else None
 
 
-def ask(generator: Any, prompts: Sequence[str], desc: str) -> List[Dict[str, Optional[str]]]:
-    """One single-turn request per prompt; returns {"text", "error"} per prompt (text None when the call failed)."""
+@dataclass(frozen=True)
+class Shape:
+    """A structured judge reply: its JSON schema, and the free text the suite's parser reads from it."""
+
+    name: str
+    schema: Dict[str, Any]
+    text: Callable[[Any], str]
+
+
+VERDICT = Shape("verdict", obj(verdict={"type": "string", "enum": ["Yes", "No"]}), lambda v: v["verdict"])
+RATING = Shape("rating", obj(rating={"type": "integer", "minimum": 1, "maximum": 10}), lambda v: f"[[{v['rating']}]]")
+
+
+def verdict_list(n: int) -> Shape:
+    items = {"type": "array", "items": {"type": "string", "enum": ["YES", "NO"]}, "minItems": n, "maxItems": n}
+    return Shape("verdicts", obj(verdicts=items), lambda v: json.dumps(v["verdicts"]))
+
+
+def structured(generator: Any) -> bool:
+    return str(generator.cfg.get("structured") or "off") == "json"
+
+
+def ask(generator: Any, prompts: Sequence[str], desc: str,
+        shape: Union[None, Shape, Sequence[Shape]] = None) -> List[Dict[str, Optional[str]]]:
+    """One single-turn request per prompt; returns {"text", "error"} per prompt (text None when the call failed).
+    `shape` (one, or one per prompt): what a structured judge's reply is held to."""
     from ifforge.llm import ChatRequest
 
-    results = generator.generate([ChatRequest(messages=[{"role": "user", "content": p}]) for p in prompts], desc=desc)
-    return [{"text": r.text if r.ok else None, "error": r.error} for r in results]
+    shapes = list(shape) if isinstance(shape, (list, tuple)) else [shape] * len(prompts)
+    use = shape is not None and structured(generator)
+    requests = [ChatRequest(messages=[{"role": "user", "content": p}],
+                            params={"response_format": response_format(s.name, s.schema)} if use else {})
+                for p, s in zip(prompts, shapes)]
+    results = generator.generate(requests, desc=desc)
+    return [{"text": (as_text(r.text, s) if use else r.text) if r.ok else None, "error": r.error}
+            for r, s in zip(results, shapes)]
+
+
+def as_text(reply: str, shape: Shape) -> str:
+    """The structured reply as the text its parser reads; an unreadable one stays as it is (the parser then
+    reports it as unparseable)."""
+    try:
+        return shape.text(json.loads(reply))
+    except (ValueError, KeyError, TypeError):
+        return reply
 

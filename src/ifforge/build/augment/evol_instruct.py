@@ -33,8 +33,9 @@ from ifforge.build.augment import AUGMENTATIONS, Assembly, Augmentation
 from ifforge.build.conifer.mix import MixDatasetConfig
 from ifforge.build.context import BuildContext, Row, Step, user_message
 from ifforge.build.sampling import rng_for
-from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter, obj
+from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter
 from ifforge.errors import UserError
+from ifforge.llm.structured import obj
 
 KINDS = ("add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth")
 

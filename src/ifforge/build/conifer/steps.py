@@ -20,7 +20,8 @@ from ifforge.build.conifer.parsing import (Growth, parse_constraint_set, parse_f
                                            parse_reframes)
 from ifforge.build.context import BuildContext, Row, Step
 from ifforge.build.sampling import pick, rng_for
-from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter, obj, string_list
+from ifforge.build.step import ASK, SKIP, LLMStep, Reply, YesNoFilter
+from ifforge.llm.structured import obj, string_list
 
 # A free-form map category -> items (enforced by vLLM and xgrammar; only guided by OpenAI's non-strict mode). The
 # caps end a weak model's reply in time; no set the recombination uses needs more.

@@ -14,7 +14,8 @@ from ifforge.build.context import BuildContext, Row, Step
 from ifforge.build.demorecon.parsing import (decomposition_from_json, parse_decomposition, parse_variant_blocks,
                                              validate_variants, variant_blocks_from_json)
 from ifforge.build.sampling import rng
-from ifforge.build.step import LLMStep, Reply, obj, string_list
+from ifforge.build.step import LLMStep, Reply
+from ifforge.llm.structured import obj, string_list
 
 log = logging.getLogger("ifforge")
 

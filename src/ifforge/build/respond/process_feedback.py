@@ -22,8 +22,9 @@ from ifforge.build.context import BuildContext, Row, Step, user_message
 from ifforge.build.respond import RESPONSES, ResponseMode
 from ifforge.build.respond.direct import AnswerDirectly
 from ifforge.build.sampling import pick
-from ifforge.build.step import ASK, SKIP, LLMStep, Reply, obj
+from ifforge.build.step import ASK, SKIP, LLMStep, Reply
 from ifforge.config import GENERATOR_RUNTIME_FIELDS, GeneratorConfig
+from ifforge.llm.structured import obj
 from ifforge.parsing import Invalid, extract_json
 
 STUDENT_ROLE = "student"

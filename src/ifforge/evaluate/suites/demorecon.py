@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ifforge.errors import UserError
 from ifforge.evaluate import SUITES
 from ifforge.evaluate.data import read_rows
-from ifforge.evaluate.judge import ask, parse_verdict
+from ifforge.evaluate.judge import VERDICT, ask, parse_verdict, structured
 from ifforge.evaluate.rates import mean, pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
 from ifforge.evaluate.tables import headline_tables, judge_note
@@ -85,9 +85,10 @@ class DeMoReconEval(Suite):
         return self.limited(items)
 
     def score(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
-        prompts = [render("eval/demorecon_eval.j2", self.cfg.templates.judge, prompt=it.prompt, response=resp)
-                   for it, resp in zip(items, responses)]
-        answers = ask(self.ctx.judge(), prompts, desc="judge demorecon_eval")
+        judge = self.ctx.judge()
+        prompts = [render("eval/demorecon_eval.j2", self.cfg.templates.judge, prompt=it.prompt, response=resp,
+                          structured=structured(judge)) for it, resp in zip(items, responses)]
+        answers = ask(judge, prompts, desc="judge demorecon_eval", shape=VERDICT)
         rows, verdicts = [], []
         for it, resp, ans in zip(items, responses, answers):
             verdict = parse_verdict(ans["text"])

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ifforge.errors import UserError
 from ifforge.evaluate import SUITES
 from ifforge.evaluate.data import load_hub, read_rows
-from ifforge.evaluate.judge import ask, parse_verdict_list
+from ifforge.evaluate.judge import ask, parse_verdict_list, structured, verdict_list
 from ifforge.evaluate.rates import mean, pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
 from ifforge.evaluate.suites.followbench_official import OfficialFollowBench
@@ -133,10 +133,12 @@ class FollowBench(Suite):
                                     f"see which constraints were added")
                 to_judge.append(len(rows))
             rows.append(row)
+        judge = self.ctx.judge() if to_judge else None
         prompts = [render("eval/followbench_constraints.j2", self.cfg.templates.judge, category=rows[i]["category"]
                           if rows[i]["category"] != "mixed" else "", steps=items[i].data["path"],
-                          response=rows[i]["response"]) for i in to_judge]
-        answers = ask(self.ctx.judge(), prompts, desc="judge followbench") if prompts else []
+                          response=rows[i]["response"], structured=structured(judge)) for i in to_judge]
+        answers = ask(judge, prompts, desc="judge followbench",
+                      shape=[verdict_list(rows[i]["level"]) for i in to_judge]) if prompts else []
         for i, ans in zip(to_judge, answers):
             verdicts = parse_verdict_list(ans["text"], rows[i]["level"])
             rows[i].update(judge_output=ans["text"], judge_error=ans["error"], constraints=verdicts,

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ifforge.evaluate import SUITES
 from ifforge.evaluate.data import load_hub, read_rows
-from ifforge.evaluate.judge import ask, parse_verdict
+from ifforge.evaluate.judge import VERDICT, ask, parse_verdict, structured
 from ifforge.evaluate.rates import pct
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
 from ifforge.evaluate.suites.infobench_official import OfficialInfoBench
@@ -113,12 +113,14 @@ class InfoBench(Suite):
         if self.reference:
             return self._score_reference(items, responses)
         owners, prompts = [], []
+        judge = self.ctx.judge()
         for i, (it, resp) in enumerate(zip(items, responses)):
             for q in it.data["questions"]:
                 owners.append(i)
                 prompts.append(render("eval/infobench_question.j2", self.cfg.templates.judge, question=q,
-                                      instruction=it.data["instruction"], input=it.data["input"], response=resp))
-        answers = ask(self.ctx.judge(), prompts, desc="judge infobench")
+                                      instruction=it.data["instruction"], input=it.data["input"], response=resp,
+                                      structured=structured(judge)))
+        answers = ask(judge, prompts, desc="judge infobench", shape=VERDICT)
         checks: List[List[Dict[str, Any]]] = [[] for _ in items]
         for i, ans in zip(owners, answers):
             q = items[i].data["questions"][len(checks[i])]

@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ifforge.evaluate import SUITES
 from ifforge.evaluate.data import load_hub, read_rows
-from ifforge.evaluate.judge import parse_rating
+from ifforge.evaluate.judge import RATING, as_text, parse_rating, structured
+from ifforge.llm.structured import response_format
 from ifforge.evaluate.reference import module_constants, reference_file
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
 from ifforge.evaluate.tables import headline_tables, judge_note, markdown_table
@@ -145,6 +146,8 @@ class MTBench(Suite):
         from ifforge.llm import ChatRequest
 
         jobs, requests = [], []
+        judge = self.ctx.judge()
+        shaped = not self.reference and structured(judge)  # the official protocol keeps FastChat's free-text grades
         turns_of = [as_turns(r, len(it.data["turns"])) for it, r in zip(items, responses)]
         for i, it in enumerate(items):
             for t in range(len(it.data["turns"])):
@@ -155,14 +158,14 @@ class MTBench(Suite):
                 else:
                     messages = [{"role": "user", "content": render(
                         "eval/mt_bench_single.j2", self.cfg.templates.judge, turns=it.data["turns"],
-                        answers=turns_of[i], turn=t + 1)}]
-                    params = {}
+                        answers=turns_of[i], turn=t + 1, structured=shaped)}]
+                    params = {"response_format": response_format(RATING.name, RATING.schema)} if shaped else {}
                 requests.append(ChatRequest(messages=messages, params=params))
-        results = self.ctx.judge().generate(requests, desc="judge mt_bench")
+        results = judge.generate(requests, desc="judge mt_bench")
         read = self.fastchat().rating if self.reference else parse_rating
         grades: List[List[Dict[str, Any]]] = [[] for _ in items]
         for (i, t), res in zip(jobs, results):
-            text = res.text if res.ok else None
+            text = (as_text(res.text, RATING) if shaped else res.text) if res.ok else None
             grades[i].append({"turn": t + 1, "score": read(text), "judge_output": text, "judge_error": res.error,
                               "judge_prompt": res.request.messages[-1]["content"]})
         rows = [{"id": it.id, "category": it.data["category"], "prompt": it.prompt, "turns": it.data["turns"],
