@@ -94,8 +94,8 @@ class LLMStep(Step):
         return self.parse(Reply(json.dumps(value, ensure_ascii=False), False), row)
 
     def dropped(self, row: Row, why: str, ctx: BuildContext) -> None:
-        """Called for an asked row that made no rows because its request failed (`why`: "generation failed",
-        within the tolerance, or cut off) or its reply did not parse ("unparseable answer"): for step counts."""
+        """Called for an asked row that made no rows because its request failed within the tolerance or its reply
+        was cut off (`why`: "failed or cut off"), or its reply did not parse ("unparseable answer"): for counts."""
 
     # -- what the base does -----------------------------------------------------------------------------------
     def template_for(self, row: Row) -> str:
@@ -131,7 +131,7 @@ class LLMStep(Step):
         made: Dict[int, List[Row]] = {}
         for i, result in zip(asked, results):
             if result is None:  # failed within the tolerance, or cut off (already a reject)
-                self.dropped(rows[i], "generation failed", ctx)
+                self.dropped(rows[i], "failed or cut off", ctx)
                 continue
             reply = Reply(result.text or "", _cut_off(result))
             if self.schema is not None:

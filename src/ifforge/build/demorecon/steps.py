@@ -79,6 +79,15 @@ class ModifyReconstruct(LLMStep):
     def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
         return {"prompt": row["instruction"], "facts": row["facts"], "instructions": row["sub_instructions"]}
 
+    def schema_for(self, row: Row) -> Dict[str, Any]:
+        """One entry per sub-instruction, each revised prompt at most about twice the original: a weak model under
+        a grammar otherwise writes until max_tokens."""
+        n = len(row["sub_instructions"])
+        entry = obj(number={"type": "integer", "minimum": 1, "maximum": n},
+                    modified_instruction={"type": "string", "maxLength": 300},
+                    revised_prompt={"type": "string", "maxLength": 2 * len(row["instruction"]) + 200})
+        return obj(variants={"type": "array", "items": entry, "minItems": n, "maxItems": n})
+
     def parse(self, reply: Reply, row: Row) -> Any:
         return self._validate(*parse_variant_blocks(reply.text), row, reply.cut_off)
 
