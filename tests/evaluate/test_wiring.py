@@ -80,6 +80,8 @@ def test_a_users_judge_prompt_is_templates_judge(tmp_path):
     asked = []
 
     class Judge:
+        cfg = {"structured": "off"}
+
         def generate(self, requests, desc):
             asked.extend(r.messages[0]["content"] for r in requests)
             return [type("R", (), {"ok": True, "text": "Yes", "error": None})() for _ in requests]
