@@ -80,6 +80,11 @@ def structured(generator: Any) -> bool:
     return str(generator.cfg.get("structured") or "off") == "json"
 
 
+def shape_params(shape: Shape, on: bool) -> Dict[str, Any]:
+    """The request params that hold a reply to `shape` when `on` (a structured judge), else none."""
+    return {"response_format": response_format(shape.name, shape.schema)} if on else {}
+
+
 def ask(generator: Any, prompts: Sequence[str], desc: str,
         shape: Union[None, Shape, Sequence[Shape]] = None) -> List[Dict[str, Optional[str]]]:
     """One single-turn request per prompt; returns {"text", "error"} per prompt (text None when the call failed).
@@ -89,7 +94,7 @@ def ask(generator: Any, prompts: Sequence[str], desc: str,
     shapes = list(shape) if isinstance(shape, (list, tuple)) else [shape] * len(prompts)
     use = shape is not None and structured(generator)
     requests = [ChatRequest(messages=[{"role": "user", "content": p}],
-                            params={"response_format": response_format(s.name, s.schema)} if use else {})
+                            params=shape_params(s, use))
                 for p, s in zip(prompts, shapes)]
     results = generator.generate(requests, desc=desc)
     return [{"text": (as_text(r.text, s) if use else r.text) if r.ok else None, "error": r.error}

@@ -70,18 +70,20 @@ class BuildStage(Stage):
         return any(n is not None and n.get("cache") == "refresh" for n in nodes)
 
     def _steps(self, cfg: DictConfig):
+        """(strategy, every step in order, the names of the steps after the responses: statistics' own)."""
         from ifforge.build.seed_filter import FilterSeeds
 
         aug, resp = _parts(cfg)
         steps = [FilterSeeds(templates=cfg.seeds.templates)] if cfg.seeds.filter else []
-        return aug, steps + list(aug.steps()) + list(resp.steps()) + list(aug.final_steps(cfg.response))
+        final = list(aug.final_steps(cfg.response))
+        return aug, steps + list(aug.steps()) + list(resp.steps()) + final, {s.name for s in final}
 
     def preflight(self, cfg: DictConfig) -> None:
         from ifforge.build.context import check_wiring
         from ifforge.build.seeds import check_seeds_source
         from ifforge.llm import BACKENDS
 
-        aug, steps = self._steps(cfg)
+        aug, steps, _ = self._steps(cfg)
         check_wiring(steps, {"seed_id", "instruction"}, aug.assembly_reads)
         for part in (aug, _parts(cfg)[1]):  # option-specific checks: data files, a nested student model's backend
             part.preflight()
@@ -97,7 +99,7 @@ class BuildStage(Stage):
         from ifforge.build.seeds import load_seeds
         from ifforge.llm import make_generator
 
-        aug, steps = self._steps(cfg)
+        aug, steps, final = self._steps(cfg)
         rejects = Rejects(out / "rejects.jsonl")
         failures = out / "failures.jsonl"
         failures.unlink(missing_ok=True)  # a fresh log per attempt, like rejects.jsonl
@@ -128,7 +130,7 @@ class BuildStage(Stage):
         log.info("[build] rejects: %s", rejects.counts or "none")
         stats: Dict[str, Any] = {"seeds": len(seeds), "splits": counts, "steps": {**ctx.step_counts, **assembly.steps},
                                  "rejects": rejects.counts, **assembly.stats}
-        final = {s.name for s in aug.final_steps(cfg.response)}  # statistics' own requests cost no rows
+        # statistics' own requests (the final steps) cost no rows
         lost = {k: v for k, v in ctx.failed.items() if k not in final}
         if lost:  # tolerated failures (max_failed_fraction > 0): the rows they cost are missing
             stats["lost_to_failures"] = lost

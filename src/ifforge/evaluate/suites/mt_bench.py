@@ -24,8 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ifforge.evaluate import SUITES
 from ifforge.evaluate.data import load_hub, read_rows
-from ifforge.evaluate.judge import RATING, as_text, parse_rating, structured
-from ifforge.llm.structured import response_format
+from ifforge.evaluate.judge import RATING, as_text, parse_rating, shape_params, structured
 from ifforge.evaluate.reference import module_constants, reference_file
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
 from ifforge.evaluate.tables import headline_tables, judge_note, markdown_table
@@ -159,7 +158,7 @@ class MTBench(Suite):
                     messages = [{"role": "user", "content": render(
                         "eval/mt_bench_single.j2", self.cfg.templates.judge, turns=it.data["turns"],
                         answers=turns_of[i], turn=t + 1, structured=shaped)}]
-                    params = {"response_format": response_format(RATING.name, RATING.schema)} if shaped else {}
+                    params = shape_params(RATING, shaped)
                 requests.append(ChatRequest(messages=messages, params=params))
         results = judge.generate(requests, desc="judge mt_bench")
         read = self.fastchat().rating if self.reference else parse_rating
