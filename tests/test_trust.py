@@ -146,6 +146,7 @@ def test_url_credentials_are_redacted_in_a_sweep(tmp_path, openai_server):
     (["generator.model=''"], ["generator.model must be a non-empty model name"]),
     (["generator.max_failed_fraction=2"], ["generator.max_failed_fraction must be between 0 and 1"]),
     (["generator.cache=sometimes"], ["generator.cache must be true, false or refresh"]),
+    (["judge.structured=yaml"], ["judge.structured must be off or json"]),
 ], ids=lambda v: v[0] if isinstance(v, list) and v and "=" in v[0] else None)
 def test_meaningless_values_are_refused(tmp_path, extra, needles):
     seeds = seeds_file(tmp_path, 1)

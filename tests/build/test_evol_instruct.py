@@ -13,8 +13,8 @@ import datasets
 import pytest
 from omegaconf import OmegaConf
 
-from ifforge.build.augment.evol_instruct import (KINDS, EvolInstruct, EvolInstructConfig, Evolve, cannot_answer,
-                                                 says_nothing)
+from ifforge.build.augment.evol_instruct import (KINDS, EvolInstruct, EvolInstructConfig, Evolve, Unfold,
+                                                 cannot_answer, says_nothing)
 from ifforge.errors import UserError
 from tests.helpers.cli import openai_args, outputs, run_cli
 from tests.helpers.openai_server import Fault
@@ -184,3 +184,35 @@ def test_preflight_rejects_bad_options(override, message):
         cfg.kinds = override["kinds"]
     with pytest.raises(UserError, match=message):
         EvolInstruct(cfg).preflight()
+
+
+class Ctx:
+    def __init__(self, out, tallies):
+        self.out, self.tallies, self.rejected = out, tallies, []
+
+    def reject(self, step, item, reason, raw=None):
+        self.rejected.append((step, reason))
+
+
+def test_keep_seeds_false_keeps_only_evolutions_and_mix_adds_general_conversations(tmp_path):
+    lines = [{"seed_id": "a", "instruction": "Seed.",
+              "evolutions": [{"round": 1, "kind": "deepen", "instruction": "Seed, deeper."}]},
+             {"seed_id": "b", "instruction": "Other seed."}]
+    rows = Unfold(keep_seeds=False)(lines, None)
+    assert [(r["instruction_id"], r["instruction"], r["evolution"]) for r in rows] == [("a:r1", "Seed, deeper.", "deepen")]
+    assert [r["round"] for r in Unfold(keep_seeds=True)(lines, None)] == [0, 1, 0]
+
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps([{"id": f"g{i}", "conversations": [{"from": "human", "value": f"Question {i}?"},
+                                                                   {"from": "gpt", "value": "Answer."}]}
+                                for i in range(5)]))
+    cfg = OmegaConf.merge(OmegaConf.structured(EvolInstructConfig),
+                          {"mix": {"datasets": [{"name": "sharegpt", "path": str(path), "weight": 2.0}]}})
+    answered = [{**r, "response": "Done."} for r in rows]
+    assembly = EvolInstruct(cfg).assemble(answered, Ctx(tmp_path, {}))
+    sft = assembly.splits["sft"]
+    assert [r["evolution"] for r in sft] == ["deepen", "general", "general"]  # weight 2 x 1 evolved instruction
+    assert assembly.stats["evol_instruct"]["general"] == 2 and assembly.stats["evol_instruct"]["seeds"] == 0
+    only = OmegaConf.merge(cfg, {"mix": {"only": True}})
+    assert [r["evolution"] for r in EvolInstruct(only).assemble(answered, Ctx(tmp_path, {})).splits["sft"]] == \
+        ["general", "general"]

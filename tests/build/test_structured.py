@@ -178,3 +178,19 @@ def test_embedded_model_decodes_a_decomposition_and_a_recombination_as_json():
         assert isinstance(value, dict) and set(value) == set(step.schema["properties"])
     instructions = json.loads(results[0].text)["instructions"]
     assert instructions and all(isinstance(x, str) for x in instructions)
+
+
+def test_hf_local_without_xgrammar_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    from ifforge.config import GeneratorConfig
+    from ifforge.errors import UserError
+    from ifforge.llm.backends.hf_local import HFLocalBackend
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "xgrammar" else real(name, *a))
+    cfg = OmegaConf.structured(GeneratorConfig(name="hf_local", model="smollm2-135m-instruct", structured="json"))
+    with pytest.raises(UserError, match="needs xgrammar: pip install --no-deps xgrammar"):
+        HFLocalBackend(cfg).check()
+    cfg.structured = "off"
+    HFLocalBackend(cfg).check()
