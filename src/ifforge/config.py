@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -147,6 +147,14 @@ class ObjectiveConfig:
     trainer: Dict[str, Any] = field(default_factory=dict)  # any SFTConfig / DPOConfig field, passed through
 
 
+def _open_trainer_node(root: Any) -> Any:
+    """Hydra closes every dict of the composed config, so a new key under `objective.trainer` would need a `+`.
+    The node is left open instead (the flag survives composition), so `objective.trainer.max_steps=10` just works;
+    the train stage's preflight checks its keys against the chosen TRL config (train/settings.py)."""
+    OmegaConf.set_struct(root.objective.trainer, False)
+    return root
+
+
 @dataclass
 class TrackingConfig:
     name: str = "none"  # none | wandb
@@ -272,7 +280,7 @@ def register_schema(group: str, option: str, node: Any) -> None:
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="base_config", node=Config)
+    ConfigStore.instance().store(name="base_config", node=_open_trainer_node(OmegaConf.structured(Config)))
     # Every option module registers its own schema on import (these modules import nothing heavy).
     from ifforge.registry import discover
 

@@ -8,6 +8,7 @@ import pytest
 
 from ifforge.errors import UserError
 from ifforge.train import precision, settings
+from tests.helpers.cli import run_cli
 from tests.train.conftest import compose
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -98,6 +99,21 @@ def test_mistakes_fail_with_a_clear_message(tmp_path):
         settings.check_objective(compose(tmp_path, ["model=tiny", "+model.hparams.sfft={learning_rate: 1.0}"]))
 
 
+def test_any_trainer_field_is_set_without_plus_and_unknown_ones_still_fail(tmp_path):
+    """`objective.trainer` is an open node: a TRL field is set like any other key; the train stage's preflight
+    still refuses a name TRL does not know, in one line that lists the fields when none is close."""
+    proc = run_cli(["--cfg", "job", "model=tiny", "objective=dpo", "objective.trainer.max_steps=10",
+                    "objective.trainer.beta=0.2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shown = proc.stdout.split("# trainer arguments", 1)[1]
+    assert "#   max_steps: 10\n" in shown and "#   beta: 0.2\n" in shown  # objective.trainer wins over the row
+    proc = run_cli(["stages=[train]", "model=tiny", "objective.trainer.zzqqxx=1"], tmp_path)
+    assert proc.returncode == 2
+    error = [line for line in proc.stderr.splitlines() if "zzqqxx" in line]
+    assert len(error) == 1 and "is not a SFTConfig field" in error[0]
+    assert "valid fields: " in error[0] and "max_steps" in error[0] and "learning_rate" in error[0]
+
+
 def test_preflight_catches_model_and_deepspeed_problems(tmp_path):
     from ifforge.train.run import check
 
@@ -124,7 +140,7 @@ def test_fingerprint_ignores_eval_logging_and_other_objectives_rows(tmp_path):
     assert train_fp("model.lora.r=4") == base  # LoRA settings while model.peft=none
     assert train_fp("model.lora.r=4", "model.peft=lora") != train_fp("model.peft=lora")
     assert train_fp("model.hparams.sft.learning_rate=0.5") != base
-    assert train_fp("+objective.trainer.num_train_epochs=9") != base
+    assert train_fp("objective.trainer.num_train_epochs=9") != base  # no `+`: the trainer node is open
     assert train_fp("seed=1") != base
     assert train_fp("objective.deepspeed=zero2") != base  # a DeepSpeed checkpoint cannot resume a plain one
 

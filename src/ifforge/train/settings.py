@@ -125,16 +125,17 @@ def merged_trainer_args(layers: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def check_trainer_keys(args: Mapping[str, Any], kind: str) -> None:
-    """Unknown or stage-managed keys fail at preflight, with the nearest real field names."""
+    """Unknown or stage-managed keys fail at preflight, with the nearest real field names (all of them when none
+    is near). `objective.trainer` is an open node, so this is where its typos are caught."""
     known = {f.name for f in fields(config_class(kind))}
     for key in args:
         if key in MANAGED_FIELDS:
             raise UserError(f"objective.trainer.{key} is managed by ifforge (checkpoints live in the artifact)")
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
             cls = config_class(kind).__name__
-            raise UserError(f"{key!r} is not a {cls} field (objective={kind} trainer argument){hint}")
+            hint = f"did you mean {', '.join(close)}?" if close else f"valid fields: {', '.join(sorted(known))}"
+            raise UserError(f"{key!r} is not a {cls} field (objective={kind} trainer argument); {hint}")
 
 
 def check_objective(cfg: DictConfig) -> Objective:
