@@ -49,7 +49,7 @@ RUNS = {
     # A 135M model does not grow its levels by the paper's rule: check_growth=false keeps what it writes.
     "Conifer": ["generator.max_tokens=320", "augmentation=reframe_constrain_recombine", "augmentation.levels=2",
                 "augmentation.reframe.max_forms=2", "augmentation.reframe.min_forms=1",
-                "augmentation.format_numeric.sample=4", "augmentation.recombine.check_growth=false", "response=direct"],
+                "augmentation.format_numeric.sample=0.25", "augmentation.recombine.check_growth=false", "response=direct"],
 }
 
 

@@ -199,7 +199,35 @@ def test_assembly_mixes_general_conversations_and_mix_only_is_the_baseline(tmp_p
     full = aug(mix=mix).assemble(rows(), ctx).splits["sft"]
     assert [r["part"] for r in full] == ["curriculum"] * 3 + ["internal_feedback", "external_feedback"] + ["general"] * 2
     assert ("mix", "does not start with a user turn") in ctx.rejected  # 0.5 x 5 Conifer conversations -> 2
-    baseline = aug(mix={**mix, "only": True}).assemble(rows(), Ctx(tmp_path)).splits["sft"]
-    assert baseline == full[-2:]  # Table 4 "w/o Conifer": the same general conversations, nothing else
+    # Table 4 "w/o Conifer": no Conifer step runs (one step stands in, passing no row on), and the general
+    # conversations are counted, not weighted by Conifer conversations that do not exist.
+    only = {"datasets": [{**mix["datasets"][0], "weight": None, "count": 2}], "only": True}
+    assert [s.name for s in aug(mix=only).steps()] == ["mix_only"]
+    baseline = aug(mix=only).assemble([], Ctx(tmp_path)).splits["sft"]
+    assert baseline == full[-2:]  # the same general conversations, nothing else
+    aug(mix=only).preflight()
+    with pytest.raises(UserError, match=r"datasets\[0\].weight counts per generated conversation.*set its count"):
+        aug(mix={**mix, "only": True}).preflight()
     with pytest.raises(UserError, match="mix.only=true needs augmentation.mix.datasets"):
         aug(mix={"only": True}).preflight()
+
+
+def test_format_numeric_sample_is_a_seeded_share_of_the_instructions():
+    from ifforge.build.step import ASK
+
+    def asked(sample, ids, seed=0):
+        step = next(s for s in aug(format_numeric={"sample": sample}, seed=seed).steps() if s.name == "format_numeric")
+        rows = [{"instruction_id": i, "instruction": f"text of {i}"} for i in ids]
+        return {r["instruction_id"] for r, p in zip(rows, step.choose(rows)) if p is ASK}
+
+    ids = [f"q{q}.L{k}" for q in range(6) for k in range(1, 6)]  # 30 leveled instructions
+    chosen = asked(0.2, ids)
+    assert len(chosen) == 6 and chosen == asked(0.2, ids[::-1])  # a share, and order-independent
+    assert asked(0.2, ids, seed=1) != chosen
+    assert len(asked(0.028, ids[:3])) == 1  # a pilot: rounded up, so the step still runs, on one row, not on all
+    assert len(asked(0.028, ids * 40)) == 1  # duplicated ids count once
+    assert asked(0.0, ids) == set() and asked(1.0, ids) == set(ids)
+    assert aug().cfg.format_numeric.sample == pytest.approx(1000 / 35631, abs=1e-3)  # the paper's 1,000 of Table 1
+    with pytest.raises(UserError, match=r"format_numeric.sample must be a fraction between 0 and 1 .*got 1000") as e:
+        aug(format_numeric={"sample": 1000}).preflight()  # the old absolute count
+    assert "\n" not in str(e.value)

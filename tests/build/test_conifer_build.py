@@ -14,7 +14,6 @@ import datasets
 from ifforge.build.sampling import pick
 from tests.helpers.cli import openai_args, outputs, run_cli
 from tests.helpers.data import SHARED_DATA, needs_shared_data
-from tests.helpers.openai_server import Fault
 
 ENV = {"OPENAI_API_KEY": "test-key"}
 SEEDS = {
@@ -24,6 +23,7 @@ SEEDS = {
     "s3": "Summarize the history of the bicycle briefly.",
 }
 CATEGORIES = {c: [f"{c.lower()}-{i}" for i in (1, 2, 3)] for c in ("Audience", "Tone", "Length", "Scope", "Style", "Era")}
+FORMAT_SHARE = 0.2  # of the 19 leveled instructions that reach the step: 4, rounded up
 FORMAT_SAMPLE = 4
 
 
@@ -124,7 +124,7 @@ def script(srv, bad_format):
 def build_args(srv, seeds_path, *extra):
     return ["stages=[build]", "seeds=jsonl", f"seeds.path={seeds_path}", "seeds.id_field=id",
             "augmentation=reframe_constrain_recombine", "response=process_feedback",
-            f"augmentation.format_numeric.sample={FORMAT_SAMPLE}",
+            f"augmentation.format_numeric.sample={FORMAT_SHARE}",
             *openai_args(srv.url), *openai_args(srv.url, model="judge-model", role="judge"),
             "response.external.student.name=openai", f"response.external.student.base_url={srv.url}",
             "response.external.student.model=student-model", "response.external.student.max_retries=1",
@@ -286,7 +286,30 @@ def test_real_sharegpt_seeds_with_the_papers_selection_rules(tmp_path, openai_se
     stats = m["stats"]["conifer"]
     assert m["stats"]["seeds"] == 3 and not [r for r in rejects if r["stage"] == "build" and r["step"] != "seeds"]
     assert stats["instructions_per_level"] == {str(k): 9 for k in range(1, 6)}  # 3 seeds x 3 reframed queries
-    assert stats["conversations_by_part"] == {"curriculum": 9, "internal_feedback": FORMAT_SAMPLE,
+    augmented = 9  # format_numeric.sample is a share: 0.2 of these 45 leveled instructions (4 of the other test's 19)
+    assert stats["conversations_by_part"] == {"curriculum": 9, "internal_feedback": augmented,
                                               "external_feedback": 9, "general": 0}
     assert stats["external_feedback"] == {"with_critique": 0, "without_critique": 9}
-    assert stats["avg_turns"] == round((9 * 5 + FORMAT_SAMPLE + 9) / (18 + FORMAT_SAMPLE), 2)
+    assert stats["avg_turns"] == round((9 * 5 + augmented + 9) / (18 + augmented), 2)
+
+
+def test_wo_conifer_variant_sends_no_request(tmp_path, openai_server):
+    """variant=conifer/sharegpt (Table 2/4 "w/o Conifer"): the general conversations alone; no Conifer step runs, so
+    nothing is asked of the generator, the judge or the student."""
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"id": k, "instruction": v}) + "\n" for k, v in SEEDS.items()))
+    general = tmp_path / "general.json"
+    general.write_text(json.dumps([{"id": f"g{i}", "conversations": [{"from": "human", "value": f"Question {i}?"},
+                                                                      {"from": "gpt", "value": f"Answer {i}."}]}
+                                   for i in range(5)]))
+    script(openai_server, bad_format="")  # every request would be answered: none may be sent
+    run_cli(build_args(openai_server, seeds, "variant=conifer/sharegpt",
+                       f"augmentation.mix.datasets=[{{name: sharegpt, path: '{general}', count: 3}}]"),
+            tmp_path, env=ENV, check=True)
+    _, rows, _, m = load(tmp_path)
+    assert openai_server.count() == 0
+    assert [r["part"] for r in rows] == ["general"] * 3
+    assert m["stats"]["steps"]["mix_only"] == {"in": 4, "out": 0, "rejected": 0}
+    conifer_steps = {"reframe", "filter_context", "constraints", "recombine", "format_numeric", "filter_conflicts"}
+    assert not conifer_steps & set(m["stats"]["steps"])  # the response mode's steps run on no row
+    assert m["stats"]["generator"]["calls"] == 0

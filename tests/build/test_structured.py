@@ -111,7 +111,7 @@ def test_without_structured_no_schema_is_sent(tmp_path, openai_server):
 # -- every structured step reads its JSON reply ------------------------------------------------------------------
 
 CS = {"Audience": ["kids", "experts"], "Tone": ["formal", "playful"], "Length": ["short", "long"]}
-OPTS = Options(levels=2, growth=Growth((1, 2), (2, 3)), min_forms=2, format_sample=10)
+OPTS = Options(levels=2, growth=Growth((1, 2), (2, 3)), min_forms=2, format_sample=1.0)
 CONIFER_ROW = {"seed_id": "a", "instruction": "Explain rain.", "query": "Explain rain to me.", "query_id": "a.q1",
                "constraint_set": CS, "instruction_id": "a.q1.L1", "level": 1}
 

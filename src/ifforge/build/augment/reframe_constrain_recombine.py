@@ -9,7 +9,7 @@ Table 4 rows, one override each (from the full Conifer configuration):
   w/o process feedback    response.feedback=none
   w/ internal / external  response.feedback=internal | external
   w/o format&number       augmentation.format_numeric.enabled=false
-  w/o Conifer             augmentation.mix.only=true (the mixed-in general conversations alone)
+  w/o Conifer             augmentation.mix.only=true (the mixed-in general conversations alone; no request)
 """
 
 from __future__ import annotations
@@ -62,7 +62,10 @@ class RecombineConfig:
 @dataclass
 class FormatNumericConfig:
     enabled: bool = True
-    sample: int = 1000  # (query, level) instructions that get format/numeric requirements
+    # The share of (query, level) instructions that get format/numeric requirements. The paper picks 1,000 of
+    # its leveled instructions (Table 1 keeps 35,631 after the last filter): about 0.028. A share, not a count,
+    # so that a pilot of a few seeds is not augmented throughout.
+    sample: float = 0.028
     per_instruction: List[int] = field(default_factory=lambda: [1, 2])  # requirements added, inclusive range
     constraints: Optional[str] = None  # JSONL list; null: the packaged resources/conifer file (34 entries)
 
@@ -81,8 +84,8 @@ class CurriculumConfig:
 class MixConfig:
     datasets: List[MixDatasetConfig] = field(default_factory=list)
     seed: int = 0
-    # The split holds the general conversations alone (Table 4's "w/o Conifer" baseline). The Conifer steps still
-    # run so that `weight` keeps its meaning; after a full Conifer build every one of their requests is cached.
+    # The split holds the general conversations alone (Table 4's "w/o Conifer" baseline): no Conifer step runs and
+    # no request is sent, so the datasets take `count` (or everything), not `weight`.
     only: bool = False
 
 
@@ -131,33 +134,38 @@ class ReframeConstrainRecombine(Augmentation):
                 raise UserError(f"augmentation.{name} must be a range [low, high] with 0 < low <= high, got {list(r)}")
         if c.levels < 1 or c.reframe.min_forms < 1:
             raise UserError("augmentation.levels and augmentation.reframe.min_forms must be at least 1")
+        if not 0.0 <= float(c.format_numeric.sample) <= 1.0:
+            raise UserError(f"augmentation.format_numeric.sample must be a fraction between 0 and 1 (the share of "
+                            f"leveled instructions that get format/numeric requirements; the paper's 1,000 is about "
+                            f"0.028), got {c.format_numeric.sample}")
         return Options(levels=int(c.levels), seed=int(c.seed), params=dict(c.params or {}),
                        templates={k: v for k, v in c.templates.items()}, min_forms=int(c.reframe.min_forms),
                        max_forms=c.reframe.max_forms, examples=c.constraints.examples,
                        growth=Growth(tuple(c.recombine.new_categories), tuple(c.recombine.new_items),
                                      bool(c.recombine.check_growth)),
-                       format_list=c.format_numeric.constraints, format_sample=int(c.format_numeric.sample),
+                       format_list=c.format_numeric.constraints, format_sample=float(c.format_numeric.sample),
                        format_per_instruction=tuple(c.format_numeric.per_instruction))
 
     def preflight(self) -> None:
         from ifforge.build.conifer.curriculum import Curriculum
-        from ifforge.build.conifer.mix import check_mix
+        from ifforge.build.conifer.mix import check_mix, check_only
         from ifforge.build.conifer.resources import check_resources
-        from ifforge.errors import UserError
 
         opts = self.options()
         Curriculum.from_config(self.cfg.curriculum)
         check_resources(opts.examples, opts.format_list, bool(self.cfg.format_numeric.enabled))
         check_mix(list(self.cfg.mix.datasets))
-        if self.cfg.mix.only and not self.cfg.mix.datasets:
-            raise UserError("augmentation.mix.only=true needs augmentation.mix.datasets")
+        if self.cfg.mix.only:
+            check_only(list(self.cfg.mix.datasets))
 
     def steps(self) -> Sequence[Step]:
+        from ifforge.build.conifer.mix import GeneralOnly
         from ifforge.build.conifer.steps import conifer_steps
 
-        return conifer_steps(self.options(), context_filter=bool(self.cfg.filters.context),
-                             conflict_filter=bool(self.cfg.filters.conflicts),
-                             format_numeric=bool(self.cfg.format_numeric.enabled))
+        steps = conifer_steps(self.options(), context_filter=bool(self.cfg.filters.context),
+                              conflict_filter=bool(self.cfg.filters.conflicts),
+                              format_numeric=bool(self.cfg.format_numeric.enabled))
+        return [GeneralOnly(steps)] if self.cfg.mix.only else steps
 
     def assemble(self, rows: List[Row], ctx: BuildContext) -> Assembly:
         from ifforge.build.conifer.curriculum import Curriculum, curriculum_conversations, feedback_conversations

@@ -10,8 +10,9 @@ and an answer column (`field`, `response_field`). Unusable records go to rejects
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ifforge.build.context import BuildContext, Step
 from ifforge.build.sampling import pick
 from ifforge.build.seeds import check_seeds_source, records, selection_reason
 from ifforge.config import SeedsConfig
@@ -43,6 +44,33 @@ def check_mix(datasets: List[Any]) -> None:
         if ds.name != "sharegpt" and not ds.response_field:
             raise UserError(f"{where}: name={ds.name} needs response_field (the answer column), or use sharegpt")
         check_seeds_source(ds)
+
+
+def check_only(datasets: List[Any]) -> None:
+    """`mix.only=true` makes no strategy conversation, so a `weight` (conversations per strategy conversation) has
+    nothing to scale."""
+    if not datasets:
+        raise UserError("augmentation.mix.only=true needs augmentation.mix.datasets")
+    for i, ds in enumerate(datasets):
+        if ds.weight is not None:
+            raise UserError(f"augmentation.mix.datasets[{i}].weight counts per generated conversation, and "
+                            f"augmentation.mix.only=true generates none: set its count instead (or neither, for "
+                            f"every usable conversation)")
+
+
+class GeneralOnly(Step):
+    """`mix.only=true` (Conifer's "w/o Conifer" row): the split is the general conversations alone, so the
+    strategy's steps are replaced by this one, which asks nothing and passes no row on (the response mode then has
+    nothing to answer either). It declares what the replaced steps write, so the wiring check still holds."""
+
+    name = "mix_only"
+    reads = ("seed_id",)
+
+    def __init__(self, replaced: Sequence[Step]):
+        self.writes = tuple(dict.fromkeys(field for step in replaced for field in step.writes))
+
+    def __call__(self, rows: List[Row], ctx: BuildContext) -> List[Row]:
+        return []
 
 
 def _turns(rec: Row, ds: Any) -> Tuple[Optional[List[Dict[str, str]]], str]:

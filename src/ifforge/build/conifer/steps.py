@@ -12,6 +12,7 @@ is pure assembly, so changing it reuses every cached request.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -42,7 +43,7 @@ class Options:
     examples: Optional[str] = None
     growth: Growth = field(default_factory=Growth)
     format_list: Optional[str] = None
-    format_sample: int = 1000
+    format_sample: float = 0.028  # the share of leveled instructions that get format/numeric requirements
     format_per_instruction: Sequence[int] = (1, 2)
 
 
@@ -145,9 +146,9 @@ class Recombine(ConiferStep):
 
 
 class AddFormatNumeric(ConiferStep):
-    """A seeded sample of (query, level) instructions gets 1-2 requirements from the format/numeric list; the
-    rewritten instruction replaces the original (kept as `base_instruction`). A failed rewrite leaves the row as
-    it was and is recorded in rejects."""
+    """A seeded sample (the share `format_sample`, rounded up) of the (query, level) instructions gets 1-2
+    requirements from the format/numeric list; the rewritten instruction replaces the original (kept as
+    `base_instruction`). A failed rewrite leaves the row as it was and is recorded in rejects."""
 
     name = "format_numeric"
     template = "conifer/format_numeric.j2"
@@ -158,7 +159,10 @@ class AddFormatNumeric(ConiferStep):
     schema = obj(instruction={"type": "string"}, added=string_list(1, 4))
 
     def choose(self, rows: List[Row]) -> List[Any]:
-        chosen = pick((r["instruction_id"] for r in rows), self.opts.format_sample, self.opts.seed)
+        ids = list(dict.fromkeys(r["instruction_id"] for r in rows))
+        # Rounded up so that a small pilot still exercises the step; the tolerance keeps 0.2 x 30 at 6, not 7.
+        n = math.ceil(self.opts.format_sample * len(ids) - 1e-9)
+        chosen = pick(ids, n, self.opts.seed)
         return [ASK if r["instruction_id"] in chosen else SKIP for r in rows]
 
     def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
