@@ -2,9 +2,9 @@
 
 One W&B run per job and stage (`job_type` = the stage; runs of one sweep share a `group`), logged from the
 stage's manifest once the stage is done: config with secrets redacted, stage stats (dataset statistics, generator
-calls/tokens/cost), the training curve, eval metrics and a table of sample prompts/responses/verdicts. A failed
-stage finishes its run with a non-zero exit code, so W&B never shows it as finished. Without an API key W&B runs
-offline (nothing breaks without an account).
+calls/tokens/cost), the training curve, eval metrics and tables of sample rows (one per split or suite file, a
+column per field: prompt, response, verdicts...). A failed stage finishes its run with a non-zero exit code, so W&B
+never shows it as finished. Without an API key W&B runs offline (nothing breaks without an account).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,6 +35,27 @@ def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
     elif isinstance(d, (int, float)) and not isinstance(d, bool):
         out[prefix.rstrip("/")] = d
     return out
+
+
+# Files of an artifact that are not samples of what it made (every dropped item, failed requests).
+NOT_SAMPLES = frozenset({"rejects.jsonl", "failures.jsonl"})
+MAX_CELL = 2000  # characters of one table cell: a sample table is for reading, the artifact holds the rest
+
+
+def _is_chat(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in value)
+
+
+def _cell(value: Any) -> Any:
+    """One table cell: text and numbers as they are, a chat as its turns, anything else as compact JSON."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value[:MAX_CELL]
+    if _is_chat(value):
+        return "\n\n".join(f"[{m['role']}] {m['content']}" for m in value)[:MAX_CELL]
+    return json.dumps(value, ensure_ascii=False, default=str)[:MAX_CELL]
 
 
 @TRACKERS.register("none")
@@ -95,21 +116,24 @@ class WandbTracker(Tracker):
             run.finish(exit_code=0)
 
     def _samples(self, run: Any, stage: str, path: Path) -> None:
-        """A table of a few sample rows: training data for build, answers and verdicts for eval."""
-        rows: List[Dict[str, Any]] = []
-        files = sorted(path.glob("*.jsonl")) if stage == "build" else []
+        """A few sample rows per file, one table each (`samples/<split>` for build, `samples/<suite>/<file>` for
+        eval), with the rows' own fields as columns: prompt, response, verdicts, scores..."""
+        files = [(f"samples/{f.stem}", f) for f in sorted(path.glob("*.jsonl")) if f.name not in NOT_SAMPLES] \
+            if stage == "build" else []
         if stage == "eval" and (path / "suites.json").is_file():
-            for suite_dir in json.loads((path / "suites.json").read_text()).values():
-                files += sorted(Path(suite_dir).glob("*.jsonl"))
-        for f in files:
-            if f.name == "rejects.jsonl":
-                continue
+            for suite, suite_dir in json.loads((path / "suites.json").read_text()).items():
+                files += [(f"samples/{suite}/{f.stem}", f) for f in sorted(Path(suite_dir).glob("*.jsonl"))]
+        tables = {}
+        for key, f in files:
             with f.open() as fh:
-                for _, line in zip(range(self.tcfg.samples), fh):
-                    rec = json.loads(line)
-                    rows.append({"file": f.name, "record": json.dumps(redact(rec), ensure_ascii=False)[:2000]})
-        if rows:
-            run.log({"samples": self.wandb.Table(columns=["file", "record"], data=[[r["file"], r["record"]] for r in rows])})
+                records = [redact(json.loads(line)) for _, line in zip(range(self.tcfg.samples), fh)]
+            columns = list(dict.fromkeys(k for rec in records if isinstance(rec, dict) for k in rec))
+            if columns:
+                data = [[_cell(rec.get(c)) for c in columns] for rec in records if isinstance(rec, dict)]
+                # A field may be a number in one row and null or text in another (an unparseable verdict).
+                tables[key] = self.wandb.Table(columns=columns, data=data, allow_mixed_types=True)
+        if tables:
+            run.log(tables)
 
     def stage_failed(self, stage: str, error: BaseException) -> None:
         run = self._run(stage)
