@@ -3,6 +3,8 @@ count (gradient accumulation derived from the world size at launch)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ifforge.train import batch
@@ -106,7 +108,7 @@ def test_a_run_reports_its_global_batch(tmp_path, tiny_model_dir, monkeypatch):
     stats = run_train(cfg)["stats"]
     assert stats["global_batch"]["actual"] == 4 and stats["global_batch"]["accumulation"] == 4
     assert stats["trainer_args"]["gradient_accumulation_steps"] == 4
-    card = (tmp_path / "artifacts" / "train" / stats["model_dir"].split("/")[-2] / "README.md").read_text()
+    card = (Path(stats["model_dir"]) / "README.md").read_text()
     assert "global batch 4 = 1 per device x 1 GPU x 4 accumulation" in card
 
 

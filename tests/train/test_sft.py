@@ -31,9 +31,16 @@ def test_sft_loss_goes_down_and_artifact_is_complete(tmp_path, tiny_model_dir):
     assert {"tokenizer.json", "tokenizer_config.json"} <= tokenizer_files
     template = (model_dir / "chat_template.jinja").read_text()
     assert "generation" in template  # the training template travels with the checkpoint
-    assert (art / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
-    card = (art / "README.md").read_text()
-    assert "tiny fine-tuned with sft" in card and "| steps | 30 |" in card
+    # the model card and its loss curve sit beside the weights, so an upload of model/ carries them
+    assert (model_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    card = (model_dir / "README.md").read_text()
+    assert "tiny fine-tuned with sft" in card and "| steps | 30 |" in card and "![loss curve](loss_curve.png)" in card
+    assert not (art / "README.md").exists() and not (art / "loss_curve.png").exists()
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard.load(model_dir / "README.md").data.to_dict()  # the Hub's own reader of the header
+    assert meta["library_name"] == "transformers" and {"ifforge", "trl", "sft"} <= set(meta["tags"])
+    assert "base_model" not in meta  # the base is a local directory here, not a Hub repository
     assert not (art / "checkpoints").exists()  # only the final model is kept once training is done
     assert json.loads((art / "manifest.json").read_text())["config"]["objective"]["name"] == "sft"
 

@@ -1,5 +1,6 @@
-"""What a training run leaves besides the checkpoint: its metrics (for the manifest), a loss curve PNG, a model
-card README.md."""
+"""What a training run leaves besides the weights: its metrics (for the manifest), and in the saved model directory
+a loss curve PNG and the model card README.md (with the Hub's metadata header), so that `push_to_hub` or an upload
+of that directory carries its card."""
 
 from __future__ import annotations
 
@@ -56,10 +57,24 @@ def plot_loss(curves: Dict[str, List[List[float]]], path: Path, title: str) -> N
     plt.close(fig)
 
 
+def card_metadata(stats: Dict[str, Any]) -> Dict[str, Any]:
+    """The Hub's model-card header: `base_model` only when the base came from the Hub (a local path is no repo)."""
+    meta: Dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation",
+                            "tags": list(dict.fromkeys(["ifforge", "trl", stats["trainer"], stats["objective"]]))}
+    base = str(stats.get("base_model_path") or "")
+    if base and not Path(base).exists():
+        meta["base_model"] = base
+    return meta
+
+
 def model_card(stats: Dict[str, Any], trainer_args: Dict[str, Any]) -> str:
     metrics = {k: stats.get(k) for k in ("steps", "epochs", "final_loss", "tokens", "tokens_per_second",
                                          "train_seconds", "resumed_from_step", "world_size")}
     lines = [
+        "---",  # JSON values are YAML flow scalars and lists
+        *[f"{k}: {json.dumps(v)}" for k, v in card_metadata(stats).items()],
+        "---",
+        "",
         f"# {stats['base_model']} fine-tuned with {stats['objective']}",
         "",
         f"Trained by ifforge's `train` stage from the `{stats['split']}` split ({stats['rows']} rows) of build "
@@ -108,6 +123,7 @@ def model_card(stats: Dict[str, Any], trainer_args: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write(out: Path, stats: Dict[str, Any], trainer_args: Dict[str, Any]) -> None:
-    plot_loss(stats["loss_curve"], out / LOSS_CURVE, f"{stats['base_model']} / {stats['objective']}")
-    (out / MODEL_CARD).write_text(model_card(stats, trainer_args))
+def write(model_dir: Path, stats: Dict[str, Any], trainer_args: Dict[str, Any]) -> None:
+    """The card and its loss curve go beside the weights they describe."""
+    plot_loss(stats["loss_curve"], model_dir / LOSS_CURVE, f"{stats['base_model']} / {stats['objective']}")
+    (model_dir / MODEL_CARD).write_text(model_card(stats, trainer_args))

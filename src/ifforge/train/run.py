@@ -1,9 +1,9 @@
 """One training run inside a train artifact directory:
 
     <artifact>/checkpoints/checkpoint-N/   Trainer checkpoints; a rerun resumes from the last one
-    <artifact>/model/                       the final model + tokenizer + chat template (save_pretrained)
+    <artifact>/model/                       the final model + tokenizer + chat template (save_pretrained), and
+                                            its model card README.md and loss_curve.png (what an upload carries)
     <artifact>/adapter/                     the LoRA adapter, when model.peft is lora/qlora (model/ is merged)
-    <artifact>/README.md, loss_curve.png    model card and loss curve
 Every rank calls `train`; only rank 0 writes files other than the Trainer's own (DeepSpeed shards its checkpoint
 across ranks itself).
 """
@@ -111,7 +111,7 @@ def train(cfg: DictConfig, out: Path, build_dir: Path, build_fingerprint: str) -
     stats["train_cpu_seconds"] = round(cpu_seconds, 3)  # this process, all threads: the cost on a shared CPU
     trainer.accelerator.wait_for_everyone()
     if distributed.is_main():
-        report.write(out, stats, plan.chosen_args)
+        report.write(model_dir, stats, plan.chosen_args)
         if not cfg.objective.keep_checkpoints:  # the final model is the artifact; checkpoints only serve resumes
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     return stats
