@@ -164,6 +164,13 @@ def main() -> None:
     if found:  # before Hydra writes the overrides into the run directory
         print(f"ifforge: error: {refusal(found)}", file=sys.stderr)
         sys.exit(2)
+    if any(a in ("--help", "-h") for a in argv):
+        from ifforge.cli_help import render_help
+
+        text = render_help(CONF_DIR, argv)
+        if text is not None:  # the help prints the composed config: never a secret
+            sys.stdout.write(scrub_text(text))
+            return
     if any(a in ("--cfg", "-c", "--info", "-i", "--help", "-h") or a.startswith("--cfg=") for a in argv):
         out = StringIO()
         try:

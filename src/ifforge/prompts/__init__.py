@@ -5,23 +5,28 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Optional
 
 from ifforge.errors import UserError
+
+if TYPE_CHECKING:  # jinja2 itself loads with the first template (~80 ms): option modules import this at startup
+    import jinja2
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 
 
 @lru_cache(maxsize=None)
 def _env(root: str) -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=False, autoescape=False)
 
 
 def load_template(name: str, override: Optional[str] = None) -> jinja2.Template:
     """`name` is a path under this package (e.g. "demorecon/filter_seeds.j2"); `override` a user's own file."""
+    import jinja2
+
     if override:
         p = Path(override).expanduser().resolve()
         if not p.is_file():
@@ -34,6 +39,8 @@ def load_template(name: str, override: Optional[str] = None) -> jinja2.Template:
 
 
 def render(name: str, override: Optional[str] = None, **variables: Any) -> str:
+    import jinja2
+
     variables.setdefault("structured", False)  # true: the step's reply is held to a JSON schema (its JSON variant)
     try:
         return load_template(name, override).render(**variables).strip()

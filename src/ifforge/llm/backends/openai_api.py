@@ -17,10 +17,8 @@ import random
 import threading
 import time
 import weakref
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
-import httpx2
-import openai
 from aiolimiter import AsyncLimiter
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -28,6 +26,10 @@ from ifforge.errors import UserError
 from ifforge.llm import BACKENDS
 from ifforge.llm.base import Backend, OnDone
 from ifforge.llm.types import Call, Completion
+
+if TYPE_CHECKING:  # annotations only: the modules themselves load with the first request (see _Session._start)
+    import httpx2
+    import openai
 
 _RAW_SNIPPET = 2000  # chars of a bad body kept in Completion.raw (for rejects.jsonl), enough to see what went wrong
 # Backoff for malformed 200s, the same schedule the SDK uses for 5xx: 0.5 s doubling up to 8 s, minus <=25% jitter.
@@ -148,6 +150,11 @@ class _Session:
         self.tpm: Optional[AsyncLimiter] = None
 
     def _start(self) -> None:
+        # The SDK and its HTTP client are imported when the first request is sent (~1 s here): registering this
+        # backend, checking its key and a build answered from the response cache never need them.
+        import httpx2
+        import openai
+
         cfg = self.cfg
         # rpm paces requests evenly (bucket of one) so no minute window ever sees more than `rpm`; tpm allows
         # a minute's worth of tokens as a burst, since one request may need thousands of tokens at once.
@@ -209,6 +216,9 @@ class _Session:
         return body, chars // 4 + int(call.params.get("max_tokens") or 0)
 
     async def _one(self, call: Call) -> Completion:
+        import httpx2
+        import openai
+
         started = time.perf_counter()
         try:
             body, tokens = self._request_body(call)
