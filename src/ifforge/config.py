@@ -181,11 +181,31 @@ class CandidateConfig(GeneratorConfig):
 
 @dataclass
 class SummaryConfig:
-    """How a sweep's summary table is laid out (experiment files set it to mirror a paper table)."""
+    """How a sweep's summary.md is laid out (experiment files set it to mirror a paper table; see
+    conf/experiment/*/table*.yaml and src/ifforge/sweep/summary.py). A "config key" is a dotted key of a job's
+    composed config, or `choices.<group>` for the option it picked (`choices.model`, `choices.variant`).
+    `rows` and `columns` take a mapping or a list of one-entry mappings: an experiment that inherits another's
+    summary replaces a list, where Hydra would merge a mapping into the inherited one."""
 
+    # Heading; `{key}` placeholders are filled with the jobs' (labelled) values: "Table 3 ({choices.model})".
+    # Null: the experiment's name.
     title: Optional[str] = None
-    rows: List[str] = field(default_factory=list)  # config keys whose values label a row; empty: the job's overrides
-    columns: Dict[str, str] = field(default_factory=dict)  # label -> "<suite>.<metric>"; empty: headline metrics
+    # Row label columns, each `Header: config key` (or a text with {key} placeholders, "{choices.model}-{x.y}");
+    # a bare key is its own header. Empty: the overrides that tell the jobs apart.
+    rows: List[Any] = field(default_factory=list)
+    # Metric columns, each `Label: <suite>.<metric path>`, or `Label: {mean: [metric paths or earlier column
+    # labels]}` (the mean, shown only when every input is there). A column set to null is dropped. Null: every
+    # suite's headline metrics.
+    columns: Any = None
+    # A config key whose values become column groups: every metric under every value (with one metric, the
+    # headers are the values alone: DeMoRecon Table 3's 250 / 500 / 1000 / all).
+    pivot: Optional[str] = None
+    # Row sections: a config key (one section per value), or `metrics`: one section per metric column with the
+    # rows under each (DeMoRecon Table 2: a section per benchmark, models as rows, methods as columns).
+    groups: Optional[str] = None
+    # Values under the paper's names: {config key: {value: label}}; write a null value as "null":
+    # {augmentation.train_seeds: {"null": all}, choices.variant: {demorecon/sft_aug: SFT Aug.}}.
+    labels: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
