@@ -167,7 +167,11 @@ def main() -> None:
     if any(a in ("--help", "-h") for a in argv):
         from ifforge.cli_help import render_help
 
-        text = render_help(CONF_DIR, argv)
+        try:
+            text = render_help(CONF_DIR, argv)
+        except UserError as e:
+            print(f"ifforge: error: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
         if text is not None:  # the help prints the composed config: never a secret
             sys.stdout.write(scrub_text(text))
             return

@@ -54,12 +54,19 @@ def render_help(conf_dir: str, argv: List[str]) -> Optional[str]:
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser  # the flags `hydra.main` itself accepts
     from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ifforge.errors import UserError
 
     args = get_args_parser().parse_args(argv)
     if args.hydra_help or args.config_path or args.config_name or args.config_dir:
         return None
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3", job_name="ifforge"):
-        cfg = compose("config", overrides=list(args.overrides), return_hydra_config=True)
+        try:
+            cfg = compose("config", overrides=list(args.overrides), return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as e:  # a wrong override: Hydra's message, no traceback
+            raise UserError(str(e)) from None
         HydraConfig.instance().set_config(cfg)  # so that --resolve can resolve ${hydra:...}
         job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         config = OmegaConf.to_yaml(job, resolve=bool(args.resolve))
