@@ -69,9 +69,13 @@ def test_demorecon_with_structured_json_over_http(tmp_path, openai_server):
             assert "response_format" not in body
             continue
         schema = steps[name].schema
+        seed = next((v for v in SEEDS.values() if v in body["messages"][-1]["content"]), None)
+        if name == "decompose":  # narrowed per row: no part longer than the seed
+            schema = steps[name].schema_for({"instruction": seed})
+            assert schema["properties"]["instructions"]["items"]["maxLength"] == len(seed) + 20
         if name == "modify_reconstruct":  # narrowed per row: one entry per sub-instruction
-            seed = next(v for v in SEEDS.values() if v in body["messages"][-1]["content"])
-            schema = steps[name].schema_for({"instruction": seed, "sub_instructions": [1, 2, 3]})
+            parts = ["Write a note.", "Be brief.", "Use a title."]
+            schema = steps[name].schema_for({"instruction": seed, "sub_instructions": parts})
             assert schema["properties"]["variants"]["maxItems"] == 3
         assert body["response_format"] == response_format(name, schema)
         assert "JSON object" in body["messages"][-1]["content"]  # the template's JSON variant
@@ -178,6 +182,18 @@ def test_embedded_model_decodes_a_decomposition_and_a_recombination_as_json():
         assert isinstance(value, dict) and set(value) == set(step.schema["properties"])
     instructions = json.loads(results[0].text)["instructions"]
     assert instructions and all(isinstance(x, str) for x in instructions)
+
+
+def test_decompose_and_modify_schemas_are_bounded_by_the_seed():
+    """A weak model under a grammar writes until the schema stops it: the bounds come from the seed itself."""
+    row = {"instruction": "Name two rivers. Be brief.", "sub_instructions": ["Name two rivers.", "Be brief."]}
+    narrowed = Decompose({}, None, 3).schema_for(row)["properties"]
+    assert narrowed["instructions"]["maxItems"] == 4  # one past the cap: a seed with too many is still seen
+    assert narrowed["instructions"]["items"]["maxLength"] == len(row["instruction"]) + 20
+    assert Decompose({}, None, None).schema_for(row)["properties"]["instructions"]["maxItems"] == 8
+    entry = ModifyReconstruct().schema_for(row)["properties"]["variants"]["items"]["properties"]
+    assert entry["modified_instruction"]["maxLength"] == 2 * len("Name two rivers.") + 40
+    assert entry["revised_prompt"]["maxLength"] == len(row["instruction"]) + 2 * len("Name two rivers.") + 40
 
 
 def test_hf_local_without_xgrammar_says_how_to_install_it(monkeypatch):

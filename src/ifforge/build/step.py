@@ -157,6 +157,8 @@ def decode(reply: Reply) -> Any:
     try:
         return json.loads(reply.text)
     except ValueError:
+        if reply.cut_off:  # a grammar-bound reply stopped by max_tokens: the cut-off label says what to raise
+            raise Invalid("the JSON is unfinished") from None
         # An endpoint that ignores response_format (transformers serve 5.23 does, with a warning) answers in free text.
         raise Invalid("the reply is not the JSON its schema asks for (does the endpoint honour response_format?)") from None
 

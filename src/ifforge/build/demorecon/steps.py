@@ -38,6 +38,7 @@ class Decompose(LLMStep):
     # Instructions first (what the step is for), lists capped: a weak model under a grammar tends to repeat items
     # until max_tokens; the caps end the object in time, and no prompt has more.
     schema = obj(instructions=string_list(1, 8, longest=300), facts=string_list(0, 6, longest=300))
+    MOST = 8
 
     def __init__(self, params: Any, templates: Any, max_sub_instructions: Optional[int]):
         super().__init__(params, templates)
@@ -45,6 +46,13 @@ class Decompose(LLMStep):
 
     def variables(self, row: Row, batch: Any) -> Dict[str, Any]:
         return {"prompt": row["instruction"]}
+
+    def schema_for(self, row: Row) -> Dict[str, Any]:
+        """The caps narrowed to the seed: a part of an instruction is no longer than the instruction, and one item
+        past `max_sub_instructions` is enough to tell that a seed has too many (it is then rejected as before)."""
+        longest = min(300, len(row["instruction"]) + 20)
+        most = self.MOST if self.max_sub_instructions is None else min(self.MOST, self.max_sub_instructions + 1)
+        return obj(instructions=string_list(1, most, longest=longest), facts=string_list(0, 6, longest=longest))
 
     def parse(self, reply: Reply, row: Row) -> Any:
         return parse_decomposition(reply.text, prompt=row["instruction"], cut_off=reply.cut_off)
@@ -80,12 +88,14 @@ class ModifyReconstruct(LLMStep):
         return {"prompt": row["instruction"], "facts": row["facts"], "instructions": row["sub_instructions"]}
 
     def schema_for(self, row: Row) -> Dict[str, Any]:
-        """One entry per sub-instruction, each revised prompt at most about twice the original: a weak model under
-        a grammar otherwise writes until max_tokens."""
+        """One entry per sub-instruction, each bounded by what it rewrites: a modified sub-instruction at most about
+        twice the longest sub-instruction, a revised prompt the original with one part swapped for it. A weak model
+        under a grammar otherwise writes until max_tokens."""
         n = len(row["sub_instructions"])
+        modified = min(300, 2 * max(len(s) for s in row["sub_instructions"]) + 40)
         entry = obj(number={"type": "integer", "minimum": 1, "maximum": n},
-                    modified_instruction={"type": "string", "maxLength": 300},
-                    revised_prompt={"type": "string", "maxLength": 2 * len(row["instruction"]) + 200})
+                    modified_instruction={"type": "string", "maxLength": modified},
+                    revised_prompt={"type": "string", "maxLength": len(row["instruction"]) + modified})
         return obj(variants={"type": "array", "items": entry, "minItems": n, "maxItems": n})
 
     def parse(self, reply: Reply, row: Row) -> Any:

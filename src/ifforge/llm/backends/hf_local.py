@@ -10,7 +10,7 @@ How calls become batches:
   on its params only, as with the other backends.
 - A call with a JSON-schema `response_format` (`structured: json`) decodes under that schema's grammar: xgrammar
   masks the logits of every row before sampling, so the reply always parses (unless cut off at max_tokens).
-  Calls are batched per schema; a schema is compiled once per loaded tokenizer and reused.
+  Calls with different schemas share a batch (one grammar per row); a schema is compiled once per loaded tokenizer.
 """
 
 from __future__ import annotations
@@ -130,16 +130,17 @@ class HFLocalBackend(Backend):
                 except Exception as exc:  # a malformed conversation fails alone
                     on_done(i, Completion(error=f"chat template: {_error_text(exc)}"))
 
-            groups: Dict[Tuple[int, Tuple[str, ...], str], List[int]] = defaultdict(list)
+            groups: Dict[Tuple[int, Tuple[str, ...], bool], List[int]] = defaultdict(list)
+            schemas = {i: json_schema(calls[i].params) for i in prompts}
             for i in prompts:
-                groups[_batch_key(calls[i].params, self.cfg)].append(i)
+                groups[_batch_key(calls[i].params, self.cfg) + (bool(schemas[i]),)].append(i)
             batch_size = int(self.cfg.batch_size)
-            for (max_tokens, stop, schema), members in groups.items():
+            for (max_tokens, stop, _structured), members in groups.items():
                 members.sort(key=lambda i: -len(prompts[i]))  # longest first: memory trouble shows up early
                 for start in range(0, len(members), batch_size):
                     batch = members[start:start + batch_size]
                     self._run_batch(batch, [prompts[i] for i in batch], [calls[i].params for i in batch],
-                                    max_tokens, list(stop), on_done, schema)
+                                    max_tokens, list(stop), on_done, [schemas[i] for i in batch])
 
     def _encode(self, messages: List[Dict[str, str]]) -> List[int]:
         text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -147,13 +148,13 @@ class HFLocalBackend(Backend):
         return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _run_batch(self, indices: List[int], prompts: List[List[int]], params: List[Dict[str, Any]],
-                   max_tokens: int, stop: List[str], on_done: OnDone, schema: str = "") -> None:
+                   max_tokens: int, stop: List[str], on_done: OnDone, schemas: List[str]) -> None:
         import torch
 
         started = time.perf_counter()
         out_of_memory = False
         try:
-            outputs = self._generate(prompts, params, max_tokens, stop, schema)
+            outputs = self._generate(prompts, params, max_tokens, stop, schemas)
         except (torch.OutOfMemoryError, MemoryError) as exc:
             outputs, out_of_memory = _error_text(exc), True
         except Exception as exc:  # noqa: BLE001 - one bad batch must not end the run
@@ -164,8 +165,8 @@ class HFLocalBackend(Backend):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             half = len(indices) // 2
-            self._run_batch(indices[:half], prompts[:half], params[:half], max_tokens, stop, on_done, schema)
-            self._run_batch(indices[half:], prompts[half:], params[half:], max_tokens, stop, on_done, schema)
+            self._run_batch(indices[:half], prompts[:half], params[:half], max_tokens, stop, on_done, schemas[:half])
+            self._run_batch(indices[half:], prompts[half:], params[half:], max_tokens, stop, on_done, schemas[half:])
             return
         latency = time.perf_counter() - started
         for k, i in enumerate(indices):
@@ -176,9 +177,10 @@ class HFLocalBackend(Backend):
                 on_done(i, Completion(text=text, finish_reason=finish_reason, prompt_tokens=len(prompts[k]),
                                       completion_tokens=completion_tokens, latency=latency))
 
-    def _grammar(self, schema: str) -> Any:
-        """A fresh xgrammar logits processor (one per generate() call, as xgrammar requires) for a JSON schema
-        compiled once for this tokenizer."""
+    def _grammar(self, schemas: List[str]) -> Any:
+        """A fresh xgrammar logits processor (one per generate() call, as xgrammar requires) holding one grammar
+        per row: steps narrow their schema per row (e.g. DeMoRecon's E.3), and batching by schema would run such
+        a step one row at a time. Each schema is compiled once for this tokenizer."""
         try:
             import xgrammar as xgr
             import xgrammar.contrib.hf  # noqa: F401  (the transformers logits processor)
@@ -187,13 +189,14 @@ class HFLocalBackend(Backend):
         if self._compiler is None:
             info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._model.config.vocab_size)
             self._compiler = xgr.GrammarCompiler(info)
-        if schema not in self._grammars:
-            # One line, no free whitespace: a small model would otherwise spend tokens on indentation.
-            self._grammars[schema] = self._compiler.compile_json_schema(schema, any_whitespace=False)
-        return xgr.contrib.hf.LogitsProcessor(self._grammars[schema])
+        for schema in schemas:
+            if schema not in self._grammars:
+                # One line, no free whitespace: a small model would otherwise spend tokens on indentation.
+                self._grammars[schema] = self._compiler.compile_json_schema(schema, any_whitespace=False)
+        return xgr.contrib.hf.LogitsProcessor([self._grammars[schema] for schema in schemas])
 
     def _generate(self, prompts: List[List[int]], params: List[Dict[str, Any]], max_tokens: int,
-                  stop: List[str], schema: str = "") -> List[Tuple[str, str, int]]:
+                  stop: List[str], schemas: List[str]) -> List[Tuple[str, str, int]]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -204,8 +207,8 @@ class HFLocalBackend(Backend):
         prompt_len = input_ids.shape[1]
 
         processors = LogitsProcessorList()
-        if schema:  # first: the sampler below draws from the grammar's allowed tokens only
-            processors.append(self._grammar(schema))
+        if any(schemas):  # first: the sampler below draws from the grammar's allowed tokens only
+            processors.append(self._grammar(schemas))
         temperatures = [float(p.get("temperature") or 0.0) for p in params]
         if any(t > 0 for t in temperatures):
             processors.append(RowSampler(temperatures, [float(p.get("top_p", 1.0) or 1.0) for p in params],
@@ -241,11 +244,11 @@ class HFLocalBackend(Backend):
         return results
 
 
-def _batch_key(params: Dict[str, Any], cfg: Any) -> Tuple[int, Tuple[str, ...], str]:
+def _batch_key(params: Dict[str, Any], cfg: Any) -> Tuple[int, Tuple[str, ...]]:
     stop = params.get("stop") or ()
     if isinstance(stop, str):
         stop = (stop,)
-    return int(params.get("max_tokens") or cfg.max_tokens), tuple(str(s) for s in stop if s), json_schema(params)
+    return int(params.get("max_tokens") or cfg.max_tokens), tuple(str(s) for s in stop if s)
 
 
 # RowSampler and StopStrings follow transformers' LogitsProcessor / StoppingCriteria call protocol without
