@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 	DS_BUILD_OPS=0 $(PIP) install --no-deps --no-build-isolation deepspeed==0.19.8
 	touch $(STAMP)
 
+# Both papers' rows as one sweep; its summary table is printed at the end.
 demo: $(STAMP)
-	$(BIN)/ifforge experiment=demo
+	$(BIN)/ifforge -m experiment=demo hydra.sweep.dir=multirun/demo
+	@cat multirun/demo/summary.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

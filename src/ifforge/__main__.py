@@ -129,6 +129,11 @@ def _app(cfg: DictConfig) -> None:
     tables = Path(outputs.get("eval", "")) / "tables.md"
     if "eval" in outputs and tables.is_file():  # the scores, laid out like the papers' tables
         print(tables.read_text(encoding="utf-8").strip() + "\n")
+    from ifforge.report import run_report
+
+    report = run_report(outputs)
+    if report:  # what each stage did: rows kept and rejected per step, the loss, the scores
+        print(report + "\n")
     for stage, path in outputs.items():
         print(f"{stage}: {path}")
 

@@ -49,6 +49,11 @@ class Stage:
         """Exactly the config this stage's output depends on: it is hashed into the fingerprint."""
         raise NotImplementedError
 
+    def settle(self, cfg: DictConfig) -> Optional[str]:
+        """Fit the config to what this machine can run, before anything else (eval: benchmarks that may be skipped
+        and cannot be had); a reason when nothing is left for the stage to do, None otherwise."""
+        return None
+
     def preflight(self, cfg: DictConfig) -> None:
         """Cheap checks before any stage runs (keys, packages, files, wiring)."""
 
@@ -117,6 +122,11 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
     if unknown:
         raise UserError(f"unknown stage(s) {unknown}; stages can be any of {[s for s in STAGE_ORDER if s in known]}")
     ordered = [s for s in STAGE_ORDER if s in stages] + [s for s in stages if s not in STAGE_ORDER]
+    for s in list(ordered):
+        why = get_stage(s).settle(cfg)
+        if why is not None:
+            log.warning("[%s] skipped: %s", s, why)
+            ordered.remove(s)
     for s in ordered:  # everything a user can get wrong is reported before the first request is sent
         get_stage(s).preflight(cfg)
     from ifforge.track import Tracker, make_tracker

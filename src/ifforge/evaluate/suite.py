@@ -24,6 +24,11 @@ class SuiteConfig:
     responses: Optional[str] = None  # JSONL of {prompt, response} produced elsewhere: scored, nothing generated
     max_tokens: Optional[int] = None  # the candidate's answer budget here (null: candidate.max_tokens)
     templates: SuiteTemplatesConfig = field(default_factory=SuiteTemplatesConfig)  # eval.<suite>.templates.judge
+    # fail | skip: what a run does when the benchmark cannot be had (no local copy at `path`, the hub unreachable,
+    # its official files missing). fail (paper runs): a one-line error before anything is paid for. skip (the
+    # demo, smoke runs): a `path` that does not exist falls back to the hub, and a benchmark found nowhere is left
+    # out of this run with one line saying how to get it.
+    if_missing: str = "fail"
 
 
 @dataclass

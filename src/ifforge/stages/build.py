@@ -129,7 +129,8 @@ class BuildStage(Stage):
             log.info("[build] split %-10s %d rows", name, n)
         log.info("[build] rejects: %s", rejects.counts or "none")
         stats: Dict[str, Any] = {"seeds": len(seeds), "splits": counts, "steps": {**ctx.step_counts, **assembly.steps},
-                                 "rejects": rejects.counts, **assembly.stats}
+                                 "rejects": rejects.counts, **assembly.stats,
+                                 "step_order": [*ctx.step_counts, *assembly.steps]}  # manifests sort their keys
         # statistics' own requests (the final steps) cost no rows
         lost = {k: v for k, v in ctx.failed.items() if k not in final}
         if lost:  # tolerated failures (max_failed_fraction > 0): the rows they cost are missing

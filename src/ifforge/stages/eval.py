@@ -14,11 +14,11 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ifforge.artifacts import Artifact, artifact_for, ensure, write_json_atomic
 from ifforge.config import BUILD_ONLY_FIELDS
-from ifforge.errors import UserError
+from ifforge.errors import StageFailed, UserError
 from ifforge.pipeline import STAGES, Stage, plain
 from ifforge.secrets import redact
 from ifforge.stages.build import generator_slice
@@ -36,6 +36,59 @@ def selected_suites(cfg: DictConfig) -> Dict[str, Any]:
     if not chosen:
         raise UserError("no eval suites selected: use eval=[ifeval,...] or eval=all")
     return {name: SUITES.get(str(node.name)) for name, node in chosen.items()}
+
+
+def _hub_problem(hf_name: str) -> Optional[str]:
+    """Why the hub copy of a benchmark cannot be had now; None when it can. One request without retries (the
+    loader's own retries take ~25 s to give up offline); under HF_HUB_OFFLINE only a cached copy counts."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    try:
+        HfApi().dataset_info(hf_name, timeout=10)
+    except OfflineModeIsEnabled:
+        cached = Path(constants.HF_HUB_CACHE) / ("datasets--" + hf_name.replace("/", "--"))
+        return None if cached.is_dir() else "HF_HUB_OFFLINE is set and it is not in the hub cache"
+    except Exception as e:  # offline, gated, renamed: the message says which
+        return f"{type(e).__name__}: {str(e)[:120]}"
+    return None
+
+
+def drop_missing_benchmarks(cfg: DictConfig) -> List[str]:
+    """Apply `eval.<suite>.if_missing=skip`: a local copy that is not there falls back to the hub, and a benchmark
+    found nowhere leaves the run. Returns one line per suite left out (the caller logs them)."""
+    from ifforge.evaluate import SUITES
+    from ifforge.registry import discover
+
+    discover("ifforge.evaluate.suites")
+    skipped = []
+    for name in list(cfg.get("eval") or {}):
+        node = cfg.eval[name]
+        if str(node.get("if_missing", "fail")) not in ("fail", "skip"):
+            raise UserError(f"eval.{name}.if_missing must be fail or skip (got {node.if_missing!r})")
+        if str(node.get("if_missing", "fail")) != "skip" or node.responses:
+            continue
+        cls = SUITES.get(str(node.name))
+        where = None
+        if node.path and not Path(str(node.path)).expanduser().exists():
+            where = f"no local copy at {node.path}"
+            node.path = None
+        problem = None
+        if not node.path and not cls.uses_build and node.get("hf_name"):
+            hub = _hub_problem(str(node.hf_name))
+            if hub is not None:
+                problem = (f"{where + ' and ' if where else ''}the hub dataset {node.hf_name} cannot be reached "
+                           f"({hub}); set eval.{name}.path to a local copy")
+        if problem is None:
+            try:
+                cls.preflight(node, cfg.paths.get("reference"))  # e.g. the official files of protocol=reference
+            except UserError as e:
+                problem = str(e)
+        if problem is not None:
+            skipped.append(f"eval.{name} skipped: {problem}")
+            with open_dict(cfg.eval):
+                del cfg.eval[name]
+    return skipped
 
 
 def _reads_build(cls: Any, node: Any) -> bool:
@@ -66,7 +119,8 @@ class EvalStage(Stage):
         from ifforge.evaluate.data import digest
 
         node = cfg.eval[name]
-        slice_: Dict[str, Any] = {"suite": plain(node), "data": digest(node.path), "responses": digest(node.responses),
+        suite = {k: v for k, v in plain(node).items() if k != "if_missing"}  # how a run copes, not what it scores
+        slice_: Dict[str, Any] = {"suite": suite, "data": digest(node.path), "responses": digest(node.responses),
                                   "templates": {"judge": digest(node.templates.judge)}}
         if _generates(node):
             slice_["candidate"] = identity(cfg)
@@ -85,6 +139,11 @@ class EvalStage(Stage):
 
     def refreshes(self, cfg: DictConfig) -> bool:
         return any(cfg[role].cache == "refresh" for role in ("candidate", "judge"))
+
+    def settle(self, cfg: DictConfig) -> Optional[str]:
+        for line in drop_missing_benchmarks(cfg):
+            log.warning("%s", line)
+        return None if cfg.get("eval") else "every benchmark was skipped (see the lines above)"
 
     def preflight(self, cfg: DictConfig) -> None:
         from ifforge.evaluate.candidate import candidate_node, uses_train
@@ -131,6 +190,10 @@ class EvalStage(Stage):
             config = self.suite_config(cfg, name, cls)
             art = artifact_for(cfg.paths.artifacts, f"eval/{name}", config, suite_inputs)
             planned.append((name, cls(cfg.eval[name], ctx), config, art, suite_inputs))
+        skipped = _empty_build_splits(planned)
+        planned = [p for p in planned if p[0] not in skipped]
+        if not planned:
+            raise StageFailed("every suite was skipped: " + "; ".join(skipped.values()))
         try:
             answered = _answer_before_judging(cfg, {p[0]: p[1] for p in planned if not p[3].done}, generators)
             for name, suite, config, art, suite_inputs in planned:
@@ -140,12 +203,38 @@ class EvalStage(Stage):
                 g.check_tolerance()
         finally:
             generators.close_all()
+        if generators.stats:
+            from ifforge.llm.prices import total_cost
+
+            log.info("[eval] cost: %s", total_cost(generators.stats))
         metrics = {name: json.loads((art.path / "metrics.json").read_text()) for name, _, _, art, _ in planned}
         write_json_atomic(out / "metrics.json", metrics)
         write_json_atomic(out / "suites.json", {name: str(art.path) for name, _, _, art, _ in planned})
-        (out / "tables.md").write_text("\n".join((p[3].path / "table.md").read_text() for p in planned),
-                                       encoding="utf-8")
-        return {"suites": {name: str(art.path) for name, _, _, art, _ in planned}, **generators.stats}
+        tables = [(p[3].path / "table.md").read_text() for p in planned] + [f"_{line}_\n" for line in skipped.values()]
+        (out / "tables.md").write_text("\n".join(tables), encoding="utf-8")
+        return {"suites": {name: str(art.path) for name, _, _, art, _ in planned}, **generators.stats,
+                **({"skipped": skipped} if skipped else {})}
+
+
+def _empty_build_splits(planned: List[Any]) -> Dict[str, str]:
+    """{suite: why} for the suites under `if_missing=skip` that read a split the upstream build left empty (a
+    weak generator's DeMoRecon build may hold out no eval seed): known only once the build is done."""
+    skipped = {}
+    for name, suite, _config, art, _inputs in planned:
+        node = suite.cfg
+        if str(node.if_missing) != "skip" or not suite.uses_build or node.path or art.done:
+            continue
+        try:
+            empty = not suite.load()
+        except UserError as e:
+            skipped[name] = f"eval.{name} skipped: {e}"
+            continue
+        if empty:
+            skipped[name] = (f"eval.{name} skipped: the build's {node.get('split', 'eval')!r} split is empty "
+                             f"(see the build's card for what its steps rejected)")
+    for line in skipped.values():
+        log.warning("%s", line)
+    return skipped
 
 
 class _Generators:
@@ -173,10 +262,9 @@ class _Generators:
         if g is None:
             return
         g.close()
-        before = self.stats.get(role, {})
-        now = g.stats.as_dict()
-        self.stats[role] = {"model": g.model, "backend": g.backend.name,
-                            **{k: round(v + before.get(k, 0), 6) for k, v in now.items()}}
+        from ifforge.llm.types import merge_reports
+
+        self.stats[role] = merge_reports(self.stats.get(role, {}), g.report())  # cost, price, per-step counts
 
     def close_all(self) -> None:
         for role in list(self.live):
