@@ -79,9 +79,10 @@ class GeneratorConfig:
     max_tokens: int = 512
     seed: Optional[int] = None
     stop: Optional[List[str]] = None
-    # accounting: USD per million tokens, for the manifest's cost_usd
-    price_prompt_per_mtok: float = 0.0
-    price_completion_per_mtok: float = 0.0
+    # accounting: USD per million tokens, for the manifests' cost_usd. null: genai-prices' price for a hosted model
+    # (OpenAI without base_url, else the provider base_url belongs to); a local model or unknown endpoint has none
+    price_prompt_per_mtok: Optional[float] = None
+    price_completion_per_mtok: Optional[float] = None
     # true: answer identical requests from the response cache; false: no cache; refresh: ask again and overwrite
     # what is cached (for an endpoint that served wrong answers under the right model name)
     cache: Any = True
@@ -282,6 +283,8 @@ def validate(cfg: Any) -> None:
         need(int(g.max_tokens) >= 1, f"{role}.max_tokens", ">= 1", g.max_tokens)
         for key in ("rpm", "tpm"):
             need(g.get(key) is None or int(g[key]) >= 1, f"{role}.{key}", ">= 1 or null", g.get(key))
+        for key in ("price_prompt_per_mtok", "price_completion_per_mtok"):
+            need(g.get(key) is None or float(g[key]) >= 0, f"{role}.{key}", ">= 0 or null", g.get(key))
         need(0.0 <= float(g.max_failed_fraction) <= 1.0, f"{role}.max_failed_fraction", "between 0 and 1",
              g.max_failed_fraction)
         need(g.cache in (True, False, "refresh"), f"{role}.cache", "true, false or refresh", g.cache)

@@ -10,14 +10,16 @@ import json
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
-
-from tqdm.auto import tqdm
+import logging
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ifforge.errors import StageFailed
 from ifforge.llm.cache import ResponseCache, cache_key
+from ifforge.llm.prices import Price
+from ifforge.llm.progress import Progress
 from ifforge.llm.types import Call, ChatRequest, ChatResult, Completion, GeneratorStats
 
+log = logging.getLogger("ifforge")
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "stop")
 OnDone = Callable[[int, Completion], None]
 _FAILURES_LOCK = threading.Lock()
@@ -66,6 +68,7 @@ class Generator:
         self.role = role
         self.failures_path = failures_path
         self.stats = GeneratorStats()
+        self.steps: Dict[str, GeneratorStats] = {}  # the same counts per `desc` (a build step, a suite's answers)
         self.requests = 0  # completions asked for, cache hits included: the denominator of the failed fraction
         self._refresh = cfg.get("cache") == "refresh"
         self._tolerance = float(cfg.get("max_failed_fraction") or 0.0)
@@ -73,12 +76,30 @@ class Generator:
         self._lock = threading.Lock()
         # Read once: OmegaConf attribute access costs ~0.1 ms, paid per request otherwise.
         self._defaults = {k: _plain(cfg.get(k)) for k in SAMPLING_KEYS}
-        self._prices = (float(cfg.price_prompt_per_mtok), float(cfg.price_completion_per_mtok))
+        self._price: Optional[Price] = None  # looked up when the first answer arrives (genai-prices is slow to import)
         self._model = str(cfg.model)
 
     @property
     def model(self) -> str:
         return self._model
+
+    @property
+    def price(self) -> Price:
+        if self._price is None:
+            from ifforge.llm.prices import price_for
+
+            self._price = price_for(self.cfg)
+        return self._price
+
+    def report(self) -> Dict[str, Any]:
+        """The manifest's `stats.<role>`: the totals (`cost_usd` among them), the price they were costed at, and the
+        same counts per step."""
+        if self._price is None and self.stats.calls == 0:
+            price: Dict[str, Any] = {"known": None, "source": "not looked up: no request was sent"}
+        else:
+            price = self.price.as_dict()
+        return {"model": self.model, "backend": self.backend.name, **self.stats.as_dict(), "price": price,
+                "steps": {desc: s.as_dict() for desc, s in self.steps.items()}}
 
     def _resolve(self, request: ChatRequest, sample_index: int) -> Call:
         params: Dict[str, Any] = dict(self._defaults)
@@ -88,26 +109,39 @@ class Generator:
         params = {k: v for k, v in params.items() if v is not None}
         return Call(messages=list(request.messages), params=params, sample_index=sample_index)
 
-    def generate(self, requests: Sequence[ChatRequest], desc: str = "generate") -> List[ChatResult]:
+    def prepare(self, requests: Sequence[ChatRequest]) -> Tuple[List[Call], List[tuple], List[str], list]:
+        """(calls: one per sample, owners: (request index, sample index) per call, cache keys, the cached answers
+        or None per call). A cache answer is ignored under `cache=refresh` until this process has asked again."""
         calls: List[Call] = []
-        owners: List[tuple[int, int]] = []  # (request index, sample index) for each call
+        owners: List[tuple] = []
         for ri, req in enumerate(requests):
             for si in range(max(1, int(req.n))):
                 calls.append(self._resolve(req, si))
                 owners.append((ri, si))
         keys = [cache_key(self.backend.name, self.model, c) for c in calls]
         done: List[Optional[Completion]] = [None] * len(calls)
-
         hits = self.cache.get_many(keys) if self.cache is not None else {}
         for i, k in enumerate(keys):
             if k in hits and not (self._refresh and k not in _REFRESHED):
                 done[i] = hits[k]
+        return calls, owners, keys, done
+
+    @staticmethod
+    def results(requests: Sequence[ChatRequest], owners: List[tuple], done: list) -> List[ChatResult]:
+        out = [ChatResult(request=req, samples=[]) for req in requests]
+        for (ri, _si), comp in zip(owners, done):
+            out[ri].samples.append(comp)  # calls were created in sample order
+        return out
+
+    def generate(self, requests: Sequence[ChatRequest], desc: str = "generate") -> List[ChatResult]:
+        calls, owners, keys, done = self.prepare(requests)
         todo = [i for i in range(len(calls)) if done[i] is None]
+        step = self.steps.setdefault(desc, GeneratorStats())
+        before = step.as_dict()
         with self._lock:
             self.stats.cache_hits += len(calls) - len(todo)
-
-        bar = tqdm(total=len(calls), initial=len(calls) - len(todo), desc=f"{self.role}: {desc}", unit="req",
-                   disable=None, dynamic_ncols=True, leave=False)
+            step.cache_hits += len(calls) - len(todo)
+        progress = Progress(len(calls), len(calls) - len(todo), f"{self.role}: {desc}")
         tokens = [0]
 
         def on_done(local_index: int, completion: Completion) -> None:
@@ -118,32 +152,31 @@ class Generator:
                 if self._refresh and completion.ok:
                     _REFRESHED.add(keys[i])
             with self._lock:
-                s = self.stats
-                s.calls += 1
-                s.retries += completion.retries
-                s.failures += 0 if completion.ok else 1
-                s.prompt_tokens += completion.prompt_tokens
-                s.completion_tokens += completion.completion_tokens
-                s.cost_usd += (completion.prompt_tokens * self._prices[0]
-                               + completion.completion_tokens * self._prices[1]) / 1e6
+                cost = self.price.cost(completion.prompt_tokens, completion.completion_tokens)
+                for s in (self.stats, step):
+                    s.calls += 1
+                    s.retries += completion.retries
+                    s.failures += 0 if completion.ok else 1
+                    s.prompt_tokens += completion.prompt_tokens
+                    s.completion_tokens += completion.completion_tokens
+                    s.cost_usd += cost
                 tokens[0] += completion.prompt_tokens + completion.completion_tokens
-                bar.update(1)
-                bar.set_postfix(cached=len(calls) - len(todo), failed=s.failures, tokens=tokens[0], refresh=False)
+                progress.update(cached=len(calls) - len(todo), failed=self.stats.failures, tokens=tokens[0])
 
         try:
             if todo:
                 self.backend.run([calls[i] for i in todo], on_done)
         finally:
-            bar.close()
+            progress.close()
         missing = [i for i in todo if done[i] is None]
         for i in missing:  # a backend bug must not lose rows silently
             done[i] = Completion(error="backend returned no result for this call")
             with self._lock:
                 self.stats.failures += 1
-
-        results = [ChatResult(request=req, samples=[]) for req in requests]
-        for (ri, _si), comp in zip(owners, done):
-            results[ri].samples.append(comp)  # calls were created in sample order
+                step.failures += 1
+        if calls:
+            self._log_requests(desc, step, before)
+        results = self.results(requests, owners, done)
         failed = [i for i in todo if not done[i].ok]  # type: ignore[union-attr]
         with self._lock:
             self.requests += len(calls)
@@ -156,6 +189,13 @@ class Generator:
             if self._tolerance == 0 or self.requests >= _EVIDENCE:
                 self.check_tolerance()
         return results
+
+    def _log_requests(self, desc: str, step: GeneratorStats, before: Dict[str, Any]) -> None:
+        """One line per call of `generate` (per-request lines are off: see conf/config.yaml's job_logging)."""
+        d = {k: v - before[k] for k, v in step.as_dict().items()}
+        log.info("[%s] %s: %d requests: %d sent, %d cached, %d retries, %d failed; %d+%d tokens, %s", self.role,
+                 desc, d["calls"] + d["cache_hits"], d["calls"], d["cache_hits"], d["retries"], d["failures"],
+                 d["prompt_tokens"], d["completion_tokens"], self.price.show(d["cost_usd"]) if d["calls"] else "$0")
 
     def check_tolerance(self) -> None:
         """Raise StageFailed when more than `max_failed_fraction` of this generator's requests failed."""

@@ -85,6 +85,23 @@ class GeneratorStats:
         return d
 
 
+def merge_reports(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+    """Two `Generator.report()`s of one role (a generator closed and made again) as one: counts added, overall and
+    per step; the later price unless it was never looked up."""
+    counts = list(GeneratorStats().as_dict())
+
+    def add(x: Dict[str, Any], y: Dict[str, Any]) -> Dict[str, Any]:
+        return {k: round(x.get(k, 0) + y.get(k, 0), 6) for k in counts}
+
+    steps = dict(a.get("steps") or {})
+    for name, s in (b.get("steps") or {}).items():
+        steps[name] = add(steps.get(name, {}), s)
+    price = b.get("price")
+    if a.get("price") and (price is None or price.get("known") is None):
+        price = a["price"]
+    return {**a, **b, **add(a, b), "steps": steps, "price": price}
+
+
 def json_schema(params: Dict[str, Any]) -> str:
     """The JSON schema of a call's OpenAI-style `response_format` (what `structured: json` sends) as canonical
     text, or "" without one: how the local backends read it."""

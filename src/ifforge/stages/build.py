@@ -69,7 +69,7 @@ class BuildStage(Stage):
         nodes.append(OmegaConf.select(cfg, "response.external.student"))
         return any(n is not None and n.get("cache") == "refresh" for n in nodes)
 
-    def _steps(self, cfg: DictConfig):
+    def steps(self, cfg: DictConfig):
         """(strategy, every step in order, the names of the steps after the responses: statistics' own)."""
         from ifforge.build.seed_filter import FilterSeeds
 
@@ -83,7 +83,7 @@ class BuildStage(Stage):
         from ifforge.build.seeds import check_seeds_source
         from ifforge.llm import BACKENDS
 
-        aug, steps, _ = self._steps(cfg)
+        aug, steps, _ = self.steps(cfg)
         check_wiring(steps, {"seed_id", "instruction"}, aug.assembly_reads)
         for part in (aug, _parts(cfg)[1]):  # option-specific checks: data files, a nested student model's backend
             part.preflight()
@@ -97,9 +97,10 @@ class BuildStage(Stage):
         from ifforge.build.context import BuildContext, Rejects
         from ifforge.build.save import save_splits
         from ifforge.build.seeds import load_seeds
-        from ifforge.llm import make_generator
+        from ifforge.llm import GeneratorStats, make_generator
+        from ifforge.llm.prices import total_cost
 
-        aug, steps, final = self._steps(cfg)
+        aug, steps, final = self.steps(cfg)
         rejects = Rejects(out / "rejects.jsonl")
         failures = out / "failures.jsonl"
         failures.unlink(missing_ok=True)  # a fresh log per attempt, like rejects.jsonl
@@ -140,12 +141,39 @@ class BuildStage(Stage):
         if ctx.replies:  # steps that read structure: how many replies they could not read, free or held to a schema
             stats["replies"] = ctx.replies
         for role, g in ctx.generators.items():
-            stats[role] = {"model": g.model, "backend": g.backend.name, **g.stats.as_dict()}
+            stats[role] = g.report()  # cost_usd, the price behind it, and the counts per step
         stats.setdefault("generator", {"model": str(cfg.generator.model), "backend": str(cfg.generator.name),
-                                       **{k: 0 for k in ("calls", "cache_hits", "retries", "failures",
-                                                         "prompt_tokens", "completion_tokens", "cost_usd")}})
+                                       **GeneratorStats().as_dict(), "price": None, "steps": {}})
+        log.info("[build] cost: %s", total_cost(_roles(stats)))
         write_dataset_card(out, cfg, stats, assembly.card)
         return stats
+
+
+def _roles(stats: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """The manifest's generator reports (generator, judge, a response mode's student), by role."""
+    return {k: v for k, v in stats.items() if isinstance(v, dict) and "cost_usd" in v and "steps" in v}
+
+
+def cost_section(stats: Dict[str, Any]) -> str:
+    """The card's cost: each role's totals and price, then the requests of every step."""
+    from ifforge.llm.prices import Price, role_cost, total_cost
+
+    roles = _roles(stats)
+    lines = [f"Cost: {total_cost(roles)} (requests sent; answers from the response cache cost nothing)."]
+    for role, r in roles.items():
+        lines.append(f"- {role} `{r['backend']}:{r['model']}`: {r['calls']} sent, {r['cache_hits']} cached, "
+                     f"{r['retries']} retries, {r['failures']} failures, {r['prompt_tokens']} prompt + "
+                     f"{r['completion_tokens']} completion tokens, {role_cost(r)}")
+    rows = [(step, role, s) for role, r in roles.items() for step, s in r["steps"].items()]
+    if rows:
+        lines += ["", "| step | role | sent | cached | retries | failed | tokens | cost |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for step, role, s in rows:
+            price = Price.from_report(roles[role].get("price"))
+            cost = price.show(s["cost_usd"]) if price is not None and s["calls"] else "$0"
+            lines.append(f"| {step} | {role} | {s['calls']} | {s['cache_hits']} | {s['retries']} | {s['failures']} "
+                         f"| {s['prompt_tokens'] + s['completion_tokens']} | {cost} |")
+    return "\n".join(lines)
 
 
 def write_dataset_card(out: Path, cfg: DictConfig, stats: Dict[str, Any], section: str) -> None:
@@ -176,8 +204,7 @@ Load with `datasets.load_from_disk("data")`; every dropped item is in `rejects.j
 |---|---|---|---|
 {steps}
 
-Generator: {g['calls']} calls, {g['cache_hits']} cache hits, {g['retries']} retries, {g['failures']} failures,
-{g['prompt_tokens']} prompt + {g['completion_tokens']} completion tokens, ${g['cost_usd']}.
+{cost_section(stats)}
 {lost}
 {replies}
 {section}
