@@ -253,6 +253,8 @@ class Config:
     seed: int = 0
     # How a done artifact is checked before reuse: `size` (every file's size, cheap) or `hash` (SHA-256 as well).
     verify: str = "size"
+    # true: print what each stage would build or reuse, its LLM requests and their cost, and do nothing (ifforge.plan)
+    plan: bool = False
 
 
 def validate(cfg: Any) -> None:

@@ -127,6 +127,11 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None) -> Dict[str, str]:
         if why is not None:
             log.warning("[%s] skipped: %s", s, why)
             ordered.remove(s)
+    if cfg.get("plan"):  # printed, not done: nothing is sent, built or marked done (it runs the checks itself)
+        from ifforge.plan import show
+
+        show(cfg, ordered)
+        return {}
     for s in ordered:  # everything a user can get wrong is reported before the first request is sent
         get_stage(s).preflight(cfg)
     from ifforge.track import Tracker, make_tracker
