@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import signal
 import sqlite3
@@ -38,6 +39,9 @@ for _name, _fn in (("ifforge.resource", _resource), ("ifforge.heaviest_stage", _
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 register_configs()
+# What start-up made (Hydra, OmegaConf, the schemas: ~50k objects) lives until exit: out of the collector's view,
+# no later collection, nor the one at exit, walks it again (~0.1 s of `ifforge --help` or a cached build).
+gc.freeze()
 
 
 def _scrub_log_records() -> None:

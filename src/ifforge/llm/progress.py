@@ -8,8 +8,6 @@ import sys
 import time
 from typing import Any
 
-from tqdm.auto import tqdm
-
 log = logging.getLogger("ifforge")
 PROGRESS_INTERVAL = 30.0  # seconds between progress lines off a terminal (read at each update: tests shorten it)
 
@@ -32,6 +30,8 @@ class Progress:
     """`update()` once per finished request (from any thread, under the caller's lock)."""
 
     def __init__(self, total: int, initial: int, desc: str):
+        from tqdm.auto import tqdm  # here, not at the top: option modules import this at start-up (~60 ms)
+
         self.total, self.done, self.initial, self.desc = total, initial, initial, desc
         self.started = self.last = time.monotonic()
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="req", dynamic_ncols=True, leave=False,
