@@ -64,7 +64,7 @@ def test_demo_without_shared_data_skips_what_it_cannot_get(tmp_path, openai_serv
     asked = {(b.get("response_format") or {}).get("json_schema", {}).get("name") for b in openai_server.requests}
     assert {"decompose", "modify_reconstruct", "reframe", "recombine", "filter_conflicts", "verdict"} <= asked
     # The report: each stage's rows per step, the loss, the score.
-    assert "steps: decompose 4->4, modify_reconstruct 4->" in out and "steps: reframe 2->2, filter_context" in out
+    assert "steps: decompose 8->8, modify_reconstruct 8->" in out and "steps: reframe 2->2, filter_context" in out
     assert out.count("train  sft 4 steps on") == 2 and "loss" in out
     assert "eval   DeMoRecon-Eval 100.0" in out  # the scripted judge says Yes to everything
     summary = (sweep / "summary.md").read_text()

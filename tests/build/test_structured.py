@@ -196,6 +196,19 @@ def test_decompose_and_modify_schemas_are_bounded_by_the_seed():
     assert entry["revised_prompt"]["maxLength"] == len(row["instruction"]) + 2 * len("Name two rivers.") + 40
 
 
+def test_conifer_schemas_are_bounded_by_the_levels_asked_for():
+    opts = Options(levels=2, growth=Growth((1, 2), (2, 3)))
+    assert GenerateConstraints(opts).schema_for({"query": "q"})["maxProperties"] == 4  # 2 levels x 2 categories
+    assert GenerateConstraints(Options()).schema_for({"query": "q"})["maxProperties"] == 10  # the paper's 5 x 2
+    cs = {f"C{i}": ["short", "a longer item"] for i in range(6)}
+    level = Recombine(opts).schema_for({"query": "Write a poem.", "constraint_set": cs})["properties"]["levels"]
+    entry = level["items"]["properties"]
+    assert level["minItems"] == level["maxItems"] == 2
+    assert entry["constraints"]["maxProperties"] == 4
+    assert entry["constraints"]["properties"]["C0"]["items"]["maxLength"] == len("a longer item") + 20
+    assert entry["instruction"]["maxLength"] == len("Write a poem.") + 600
+
+
 def test_hf_local_without_xgrammar_says_how_to_install_it(monkeypatch):
     import importlib.util
 

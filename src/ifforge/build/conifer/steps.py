@@ -94,6 +94,12 @@ class GenerateConstraints(ConiferStep):
         return {"query": row["query"], "examples": examples,
                 "min_categories": self.opts.levels * self.opts.growth.categories[0]}
 
+    def schema_for(self, row: Row) -> Dict[str, Any]:
+        """No more categories than the top level can use (levels x the most a level adds; 10 for the paper's five
+        levels): a weak model under a grammar otherwise lists categories until max_tokens."""
+        return {**CONSTRAINT_SET, "maxProperties": min(CONSTRAINT_SET["maxProperties"],
+                                                       self.opts.levels * self.opts.growth.categories[1])}
+
     def parse(self, reply: Reply, row: Row) -> Dict[str, List[str]]:
         return parse_constraint_set(reply.text)
 
@@ -125,12 +131,16 @@ class Recombine(ConiferStep):
                 "cat_lo": g.categories[0], "cat_hi": g.categories[1], "item_lo": g.items[0], "item_hi": g.items[1]}
 
     def schema_for(self, row: Row) -> Dict[str, Any]:
-        """Exactly the row's levels, each drawing on the row's own categories and items."""
-        n = self.levels(row)
+        """Exactly the row's levels, each drawing on the row's own categories and items, no more categories than
+        the top level may have (n x the most a level adds) and no item or instruction longer than its sources
+        allow: a weak model under a grammar otherwise copies every category into every level until max_tokens."""
+        n, cs = self.levels(row), row["constraint_set"]
+        longest = max(len(str(item)) for items in cs.values() for item in items) + 20
         constraints = {"type": "object", "additionalProperties": False,
-                       "properties": {c: {**string_list(1, len(items))} for c, items in row["constraint_set"].items()}}
+                       "maxProperties": min(len(cs), n * self.opts.growth.categories[1]),
+                       "properties": {c: string_list(1, len(items), longest=longest) for c, items in cs.items()}}
         level = obj(level={"type": "integer", "minimum": 1, "maximum": n}, constraints=constraints,
-                    instruction={"type": "string"})
+                    instruction={"type": "string", "maxLength": len(row["query"]) + 300 * n})
         return obj(levels={"type": "array", "items": level, "minItems": n, "maxItems": n})
 
     def parse(self, reply: Reply, row: Row) -> Any:
