@@ -13,7 +13,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from ifforge import __main__ as entry
-from tests.helpers.cli import openai_args, run_cli
+from tests.helpers.cli import openai_args, outputs, run_cli
 from tests.helpers.data import SHARED_DATA, needs_shared_data
 from tests.helpers.schema_reply import SchemaModel
 
@@ -78,11 +78,17 @@ def test_demo_without_shared_data_skips_what_it_cannot_get(tmp_path, openai_serv
 
 @needs_shared_data
 def test_demo_with_shared_data_scores_ifeval_and_followbench(tmp_path, openai_server):
-    _sweep, proc = run_demo(tmp_path, openai_server, SHARED_DATA)
+    """One row (no sweep): the local copies are found, nothing is skipped."""
+    openai_server.on(None, SchemaModel())
+    proc = run_cli(["experiment=demo", "variant=demo/demorecon", "model=tiny", *openai_args(openai_server.url),
+                    *openai_args(openai_server.url, role="judge")], tmp_path,
+                   env={**ENV, "IFFORGE_SHARED_DATA": str(SHARED_DATA)}, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "skipped" not in out
-    assert out.count("IFEval (prompt strict)") >= 2 and out.count("FollowBench HSR") >= 2
-    metrics = [json.loads(p.read_text()) for p in (tmp_path / "artifacts" / "eval").glob("*/metrics.json")]
-    assert any(set(m) == {"ifeval", "followbench", "demorecon_eval"} for m in metrics)
-    assert any(m["followbench"]["n_scored"] == 5 for m in metrics)  # one example, five levels
+    metrics = json.loads((Path(outputs(tmp_path)["eval"]) / "metrics.json").read_text())
+    assert set(metrics) == {"ifeval", "followbench", "demorecon_eval"}
+    assert metrics["ifeval"]["n_prompts"] == 4
+    assert metrics["followbench"]["n_scored"] == 5  # one example, five levels
+    report = next(line for line in out.splitlines() if line.startswith("eval   "))
+    assert "IFEval (prompt strict)" in report and "FollowBench HSR" in report and "DeMoRecon-Eval 100.0" in report
