@@ -87,6 +87,8 @@ def test_demorecon_with_structured_json_over_http(tmp_path, openai_server):
     assert len(dd["sft"]) == 3 * 3 and {r["seed_id"] for r in dd["sft"]} == {"s0", "s1", "s2"}
     assert manifest["stats"]["replies"]["decompose"] == {"replies": 4, "unreadable": 1, "structured": True}
     assert manifest["stats"]["replies"]["modify_reconstruct"] == {"replies": 3, "unreadable": 0, "structured": True}
+    # free-text steps count their replies too, so a rate is never over nothing
+    assert manifest["stats"]["replies"]["respond_direct"] == {"replies": 9, "unreadable": 0, "structured": False}
     rejects = [json.loads(line) for line in open(os.path.join(art, "rejects.jsonl"))]
     assert any(r["seed_id"] == "s3" and "not the JSON its schema asks for" in r["reason"] for r in rejects)
     assert sum(1 for r in rejects if r["step"] == "modify_reconstruct") == 3  # the INVALID ones

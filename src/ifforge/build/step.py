@@ -134,8 +134,7 @@ class LLMStep(Step):
                 self.dropped(rows[i], "failed or cut off", ctx)
                 continue
             reply = Reply(result.text or "", _cut_off(result))
-            if self.schema is not None:
-                ctx.replied(self.name, structured)
+            ctx.replied(self.name, structured)  # every reply read, free text too: the card's unreadable rate
             try:
                 value = self.parse_json(decode(reply), rows[i]) if structured else self.parse(reply, rows[i])
             except Invalid as e:
