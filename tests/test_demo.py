@@ -67,6 +67,7 @@ def test_demo_without_shared_data_skips_what_it_cannot_get(tmp_path, openai_serv
     assert "steps: decompose 8->8, modify_reconstruct 8->" in out and "steps: reframe 2->2, filter_context" in out
     assert out.count("train  sft 4 steps on") == 2 and "loss" in out
     assert "eval   DeMoRecon-Eval 100.0" in out  # the scripted judge says Yes to everything
+    assert "requests (0 from the cache), price unknown" in out  # a local endpoint: no price is made up
     summary = (sweep / "summary.md").read_text()
     assert summary.startswith("# ifforge demo (tiny, a few SFT steps)")
     assert "| Method | IFEval (prompt strict) | FollowBench HSR | DeMoRecon-Eval |" in summary

@@ -23,8 +23,11 @@ def _requests(stats: Dict[str, Any], roles: tuple) -> str:
         if not isinstance(g, dict) or "calls" not in g:
             continue
         text = f"{role} {g['calls']} requests ({g.get('cache_hits', 0)} from the cache)"
-        if g.get("cost_usd"):
-            text += f", ${g['cost_usd']:.4f}"
+        price = g.get("price") or {}
+        if g.get("cost_usd") or price.get("known"):
+            text += f", ${g.get('cost_usd', 0):.4f}"
+        elif price:  # a local model or an endpoint no price table knows: say so rather than print $0
+            text += ", price unknown"
         parts.append(text)
     return "; ".join(parts)
 
