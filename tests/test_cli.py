@@ -22,6 +22,17 @@ def test_unknown_option_and_typo_fail_at_composition(tmp_path):
     assert proc.returncode != 0 and "max_concurrency" in proc.stderr
 
 
+def test_sampling_overrides_take_new_keys_without_plus(tmp_path):
+    """`params`/`judge_params` pass request fields through (like objective.trainer); the rest stays closed."""
+    proc = run_cli(["--cfg", "job", "augmentation=decompose_modify_reconstruct", "augmentation.params.max_tokens=300",
+                    "response=process_feedback", "response.judge_params.temperature=0.5"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "params:\n    max_tokens: 300" in proc.stdout and "judge_params:\n    temperature: 0.5" in proc.stdout
+    proc = run_cli(["--cfg", "job", "augmentation=decompose_modify_reconstruct", "augmentation.max_tokens=300"],
+                   tmp_path)
+    assert proc.returncode != 0 and "max_tokens" in proc.stderr
+
+
 def _assert_one_line_error(proc, text):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("ifforge: error:")]

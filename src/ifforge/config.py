@@ -317,9 +317,18 @@ def validate(cfg: Any) -> None:
         need(value is None or int(value) >= 1, f"eval.{name}.limit", ">= 1 or null", value)
 
 
+# An option's sampling overrides for its own calls (`augmentation.params`, `response.params`, `judge_params`): any
+# request field, so they are left open like `objective.trainer` and take a new key without `+`.
+OPEN_MAPS = ("params", "judge_params")
+
+
 def register_schema(group: str, option: str, node: Any) -> None:
     """Make `schema_<option>` available to an option file of `group` as its first default."""
-    ConfigStore.instance().store(group=group, name=f"schema_{option}", node=node)
+    conf = OmegaConf.structured(node)
+    for key in OPEN_MAPS:
+        if key in conf:
+            OmegaConf.set_struct(conf[key], False)
+    ConfigStore.instance().store(group=group, name=f"schema_{option}", node=conf)
 
 
 def register_configs() -> None:
