@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from omegaconf import OmegaConf
 
-from ifforge.errors import UserError
+from ifforge.errors import StageFailed, UserError
 from ifforge.evaluate import SUITES
 from ifforge.evaluate.suite import Item, Suite, SuiteConfig
 from ifforge.evaluate.tables import headline_tables, markdown_table
@@ -72,13 +72,13 @@ def result_key(metric: str) -> str:
     return metric if "," in metric else f"{metric},none"
 
 
-def _value(results: Dict[str, Any], key: str, spec: TaskSpec) -> Tuple[float, Optional[float]]:
+def _value(results: Dict[str, Any], column: str, spec: TaskSpec) -> Tuple[float, Optional[float]]:
     """The task's metric as a percentage (the paper's scale) and its standard error, if the harness gave one."""
-    scores = results.get(spec.task) or {}
+    scores, key = results.get(spec.task) or {}, result_key(spec.metric)
     if key not in scores:
         found = sorted(k for k in scores if "," in k and "_stderr" not in k)
         raise UserError(f"eval.open_llm: lm-eval reported no {key!r} for task {spec.task!r} (it reported: "
-                        f"{', '.join(found) or 'nothing'}); set eval.open_llm.tasks.<key>.metric to one of those")
+                        f"{', '.join(found) or 'nothing'}); set eval.open_llm.tasks.{column}.metric to one of those")
     metric, _, filter_ = key.partition(",")
     stderr = scores.get(f"{metric}_stderr,{filter_}")
     return round(100 * float(scores[key]), 2), (round(100 * float(stderr), 2)
@@ -161,10 +161,14 @@ class OpenLLM(Suite):
         try:
             for it in items:
                 log.info("[eval/open_llm] %s: lm-eval task %s, %d-shot", it.id, it.data["task"], it.data["shots"])
-                out = lm_eval.simple_evaluate(
-                    model=model, tasks=[it.data["task"]], num_fewshot=it.data["shots"], task_manager=manager,
-                    limit=int(self.cfg.limit) if self.cfg.limit is not None else None, log_samples=False,
-                    apply_chat_template=chat, fewshot_as_multiturn=chat)
+                try:
+                    out = lm_eval.simple_evaluate(
+                        model=model, tasks=[it.data["task"]], num_fewshot=it.data["shots"], task_manager=manager,
+                        limit=int(self.cfg.limit) if self.cfg.limit is not None else None, log_samples=False,
+                        apply_chat_template=chat, fewshot_as_multiturn=chat)
+                except Exception as e:  # which task failed, in one line; the traceback stays chained
+                    raise StageFailed(f"eval.open_llm.tasks.{it.id} (lm-eval task {it.data['task']}, "
+                                      f"{it.data['shots']}-shot) failed: {type(e).__name__}: {e}") from e
                 outputs.append({k: out.get(k) for k in ("results", "n-samples", "n-shot", "configs",
                                                         "group_subtasks", "versions", "lm_eval_version")})
         finally:
@@ -176,7 +180,7 @@ class OpenLLM(Suite):
         rows, per_task = [], {}
         for it, out in zip(items, responses):
             spec = TaskSpec(**it.data)
-            value, stderr = _value(out["results"], spec.metric, spec)
+            value, stderr = _value(out["results"], it.id, spec)
             n = (out.get("n-samples") or {}).get(spec.task, {}).get("effective")
             if n is None:  # a group (MMLU): the sum over its subtasks
                 subtasks = (out.get("group_subtasks") or {}).get(spec.task) or []
