@@ -11,7 +11,8 @@ from ifforge.build.augment.reframe_constrain_recombine import (CurriculumConfig,
 from ifforge.build.conifer.curriculum import Curriculum, curriculum_conversations, feedback_conversations
 from ifforge.build.conifer.mix import MixDatasetConfig, check_mix, mixed_conversations
 from ifforge.build.respond.process_feedback import ProcessFeedback, ProcessFeedbackConfig
-from ifforge.build.stats.conifer import card_section, conifer_statistics, count_words
+from ifforge.build.stats.conifer import card_section, conifer_statistics
+from ifforge.build.stats.distributions import count_words
 from ifforge.errors import UserError
 
 LEVELS = {"a": [1, 2, 3, 4, 5], "b": [1, 2, 4, 5], "c": [2, 3]}

@@ -319,4 +319,10 @@ class EvolInstruct(Augmentation):
         stats = {"evol_instruct": {"rounds": table, "seeds": n_seeds, "evolutions_kept": len(evolved) - n_seeds,
                                    "general": len(general), "mix_sources": sources}}
         card = card_section(table, n_seeds, len(evolved) - n_seeds, len(general))
+        if evolved:  # Conifer's Figure 4 over the evolved data (not the mixed-in conversations), as for Conifer
+            from ifforge.build.stats import distributions as figure4
+
+            stats["evol_instruct"]["distributions"] = dist = figure4.distributions(
+                (figure4.user_and_assistant(r["messages"]) for r in evolved), ctx.out, "evol_instruct")
+            card += "\n\n" + figure4.card_section(dist, f"the {len(evolved)} seeds and evolutions")
         return Assembly({"sft": general if self.cfg.mix.only else evolved + general}, stats, card)

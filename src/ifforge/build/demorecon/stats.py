@@ -57,6 +57,10 @@ def compute(splits: Dict[str, List[Row]], out: Path, stats_cfg: Any, seed: int, 
                               "embedding_model": embedder.name}
 
     sft = splits.get("sft") or []
+    if sft:  # Conifer's Figure 4 for the training split
+        from ifforge.build.stats.distributions import distributions, user_and_assistant
+
+        result["distributions"] = distributions((user_and_assistant(r["messages"]) for r in sft), out, "demorecon")
     originals = [r for r in sft if r["is_original"]]
     variants = [r for r in sft if not r["is_original"]]
     other = other_mode(mode) if stats_cfg.compare_modes else None
@@ -120,6 +124,10 @@ def card_section(result: Dict[str, Any], summary: Dict[str, Any]) -> str:
                        ("response_tokens", "Response avg tokens"), ("uniformity", "U of responses")):
         lines.append(f"| {label} | " + " | ".join(_fmt(c.get(key)) for _, c in columns) + " |")
     lines += ["", summary_text(summary)]
+    if result.get("distributions"):
+        from ifforge.build.stats.distributions import card_section as figure4
+
+        lines += ["", figure4(result["distributions"], f"the sft split ({result['table1']['sft']['instructions']} rows)")]
     if result.get("figure"):
         lines += ["", f"![t-SNE of sft instructions and responses]({result['figure']})",
                   "", "t-SNE of sentence embeddings: instructions (originals vs variants), then responses "
