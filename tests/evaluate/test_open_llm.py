@@ -68,6 +68,22 @@ def test_bad_settings_are_one_line_errors():
         harness_model(type("B", (), {"cfg": OmegaConf.create({"name": "openai", "model": "m"})})(), 1)
 
 
+def test_vllm_candidate_gets_the_harness_vllm_model_with_its_engine_arguments(monkeypatch):
+    """vLLM is not installable here: a stand-in module records what the harness's VLLM class is given."""
+    import sys
+    import types
+
+    made = {}
+    fake = types.ModuleType("lm_eval.models.vllm_causallms")
+    fake.VLLM = lambda **kwargs: made.update(kwargs) or "vllm-model"
+    monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", fake)
+    cfg = OmegaConf.create({"name": "vllm", "model": "org/model", "dtype": "bf16",
+                            "extra": {"tensor_parallel_size": 2, "max_model_len": 4096}})
+    assert harness_model(type("B", (), {"cfg": cfg})(), 8) == "vllm-model"
+    assert made == {"pretrained": "org/model", "dtype": "bfloat16", "batch_size": "auto", "tensor_parallel_size": 2,
+                    "max_model_len": 4096}
+
+
 def test_unknown_task_fails_before_the_model_loads(tmp_path, monkeypatch):
     import lm_eval.tasks
 

@@ -87,6 +87,8 @@ def _value(results: Dict[str, Any], column: str, spec: TaskSpec) -> Tuple[float,
 
 def harness_model(backend: Any, batch_size: Any) -> Any:
     """The harness's model for the candidate's backend config: the same weights ifforge's generator would load."""
+    from ifforge.llm.backends.hf_local import _DTYPES as HF_DTYPES
+    from ifforge.llm.backends.vllm import _DTYPES as VLLM_DTYPES
     from ifforge.models import resolve_model
 
     cfg = backend.cfg
@@ -98,13 +100,13 @@ def harness_model(backend: Any, batch_size: Any) -> Any:
         device = str(cfg.device)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        # as hf_local does: bf16 on GPUs, float32 on CPU (bf16 there is slow and lossy)
-        dtype = str(cfg.dtype) if str(cfg.dtype) != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
+        # as hf_local does (and with its aliases: bf16, fp32...): bf16 on GPUs, float32 on CPU (bf16 is slow there)
+        dtype = HF_DTYPES.get(str(cfg.dtype), "bfloat16" if device.startswith("cuda") else "float32")
         return HFLM(pretrained=resolve_model(str(cfg.model)), device=device, dtype=dtype, batch_size=batch_size)
     if name == "vllm":
         from lm_eval.models.vllm_causallms import VLLM
 
-        return VLLM(pretrained=resolve_model(str(cfg.model)), dtype=str(cfg.dtype), batch_size="auto",
+        return VLLM(pretrained=resolve_model(str(cfg.model)), dtype=VLLM_DTYPES[str(cfg.dtype)], batch_size="auto",
                     **dict(cfg.extra or {}))
     raise UserError(f"eval.open_llm scores answer log-likelihoods, which candidate={name} cannot give; "
                     f"use candidate=hf_local or candidate=vllm")
