@@ -51,6 +51,24 @@ def test_planted_near_duplicate_is_top_match_and_dropped(tmp_path):
     assert "| ifeval | 2 |" in card and "rows dropped: sft 1, dpo 1" in card
 
 
+def test_test_set_embeddings_are_kept_on_disk_per_model_and_texts(tmp_path):
+    class Counting:
+        name, calls = "m", 0
+
+        def encode(self, texts):
+            self.calls += 1
+            return fake_embed(texts)
+
+    e = Counting()
+    first = contamination.kept_on_disk(e, ["a haiku", "a poem"], tmp_path)
+    again = contamination.kept_on_disk(e, ["a haiku", "a poem"], tmp_path)
+    assert e.calls == 1 and np.array_equal(first, again)
+    contamination.kept_on_disk(e, ["a haiku"], tmp_path)  # another test set: encoded
+    e.name = "other-model"
+    contamination.kept_on_disk(e, ["a haiku", "a poem"], tmp_path)  # another model: encoded
+    assert e.calls == 3 and len(list(tmp_path.glob("*.npy"))) == 3
+
+
 def test_bad_options_are_one_line_errors():
     import pytest
 
@@ -97,5 +115,6 @@ def test_build_reports_judges_and_drops(tmp_path, openai_server):
     assert m["stats"]["splits"] == {"sft": 2}
     assert m["stats"]["contamination"]["dropped"]["rows"] == {"sft": 1}
     assert "top" not in m["stats"]["contamination"]["test_sets"]["ifeval"]
+    assert len(list((tmp_path / "artifacts" / "embeddings").glob("*.npy"))) == 1  # the test set, for later builds
     card = open(os.path.join(art, "README.md")).read()
     assert "## Contamination" in card and "50.0%" in card and "rows dropped: sft 1" in card, proc.stdout

@@ -14,6 +14,7 @@ build against exactly the benchmarks it will be scored on.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -81,20 +82,19 @@ def load_test_sets(cfg: Any) -> Dict[str, List[str]]:
     return out
 
 
-def similarities(train: Sequence[str], tests: Dict[str, List[str]], embed: Any, top_k: int) -> Tuple[Dict[str, Any], Any]:
+def similarities(train: Sequence[str], tests: Dict[str, List[str]], embed: Any, top_k: int,
+                 embed_tests: Any = None) -> Tuple[Dict[str, Any], Any]:
     """Per test set: each test item's top-k (training index, cosine) pairs, best first; and each training
-    instruction's highest cosine to any test item (a numpy vector). `embed(texts)` returns unit-length rows."""
+    instruction's highest cosine to any test item (a numpy vector). `embed(texts)` returns unit-length rows (the
+    distinct `train` texts, encoded once); `embed_tests` the test sets' (default: `embed`)."""
     import numpy as np
 
-    everything = list(dict.fromkeys([*train, *(t for ts in tests.values() for t in ts)]))
-    vectors = embed(everything)  # every distinct text encoded once
-    index = {t: i for i, t in enumerate(everything)}
-    train_m = vectors[[index[t] for t in train]]
+    train_m = embed(list(train))
     highest = np.full(len(train), -1.0, dtype=np.float32)
     per_set: Dict[str, Any] = {}
     k = min(top_k, len(train))
     for name, texts in tests.items():
-        sims = vectors[[index[t] for t in texts]] @ train_m.T  # (tests, train): the one product per test set
+        sims = (embed_tests or embed)(texts) @ train_m.T  # (tests, train): the one product per test set
         if len(train):
             np.maximum(highest, sims.max(axis=0), out=highest)
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
@@ -117,7 +117,7 @@ def rephrase_pass(pairs: Sequence[Tuple[str, str]], generator: Any, override: Op
 
 
 def run(cfg: Any, splits: Dict[str, List[Row]], out: Path, embed: Any, tests: Dict[str, List[str]],
-        judge: Any = None) -> Tuple[Dict[str, List[Row]], Dict[str, Any]]:
+        judge: Any = None, embed_tests: Any = None) -> Tuple[Dict[str, List[Row]], Dict[str, Any]]:
     """The report (contamination.json, figures) and the splits with contaminated rows dropped when asked."""
     import numpy as np
 
@@ -125,7 +125,7 @@ def run(cfg: Any, splits: Dict[str, List[Row]], out: Path, embed: Any, tests: Di
 
     c = cfg.contamination
     train = list(dict.fromkeys(t for rows in splits.values() for r in rows for t in instructions(r)))
-    per_set, highest = similarities(train, tests, embed, int(c.top_k))
+    per_set, highest = similarities(train, tests, embed, int(c.top_k), embed_tests)
     verdicts: Dict[str, List[List[Optional[bool]]]] = {}
     if c.llm and judge is not None:
         pairs = [(name, i, pos, j) for name, tops in per_set.items() for i, top in enumerate(tops)
@@ -241,6 +241,28 @@ def check(cfg: Any) -> None:
     benchmark_nodes(cfg)
 
 
+def kept_on_disk(embedder: Any, texts: List[str], folder: Path) -> Any:
+    """A test set's embeddings, encoded once per model and kept under the artifact store: the builds of a sweep
+    check against the same test sets (FollowBench alone costs ~35 s to encode on 2 CPU cores)."""
+    import hashlib
+
+    import numpy as np
+
+    key = hashlib.sha256("\0".join([embedder.name, *texts]).encode("utf-8")).hexdigest()[:32]
+    path = folder / f"{key}.npy"
+    if path.is_file():
+        vectors = np.load(path)
+        if vectors.shape[0] == len(texts):
+            return vectors
+    vectors = embedder.encode(texts)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # jobs of a sweep may write the same file at once
+    with tmp.open("wb") as f:
+        np.save(f, vectors)
+    os.replace(tmp, path)
+    return vectors
+
+
 def apply(cfg: Any, assembly: Any, out: Path, judge: Any) -> None:
     """The build stage's entry, after assembly: load the test sets, encode, report (contamination.json, figures,
     the manifest's summary, the card's section) and drop contaminated rows from the splits when asked."""
@@ -249,7 +271,9 @@ def apply(cfg: Any, assembly: Any, out: Path, judge: Any) -> None:
     c = cfg.contamination
     tests = load_test_sets(cfg)
     embedder = Embedder(str(c.embedding_model), device=str(c.device), batch_size=int(c.batch_size))
-    assembly.splits, report = run(cfg, assembly.splits, out, embedder.encode, tests, judge)
+    folder = Path(str(cfg.paths.artifacts)) / "embeddings"
+    assembly.splits, report = run(cfg, assembly.splits, out, embedder.encode, tests, judge,
+                                  lambda texts: kept_on_disk(embedder, texts, folder))
     assembly.stats["contamination"] = {**report, "test_sets": {  # the pairs themselves stay in contamination.json
         n: {k: v for k, v in e.items() if k != "top"} for n, e in report["test_sets"].items()}}
     assembly.card += "\n" + card_section(report)
