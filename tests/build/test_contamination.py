@@ -118,3 +118,9 @@ def test_build_reports_judges_and_drops(tmp_path, openai_server):
     assert len(list((tmp_path / "artifacts" / "embeddings").glob("*.npy"))) == 1  # the test set, for later builds
     card = open(os.path.join(art, "README.md")).read()
     assert "## Contamination" in card and "50.0%" in card and "rows dropped: sft 1" in card, proc.stdout
+
+
+def test_histogram_bins_are_lower_inclusive_and_one_closes_the_last():
+    h = contamination._histogram([0.3, 0.2, -0.05, 1.0, 0.999, 0.0])
+    assert {k: v for k, v in h.items() if v} == {"-0.1..0.0": 1, "0.0..0.1": 1, "0.2..0.3": 1, "0.3..0.4": 1,
+                                                  "0.9..1.0": 2}

@@ -14,6 +14,7 @@ build against exactly the benchmarks it will be scored on.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -174,7 +175,7 @@ def _histogram(values: Sequence[float], bins: int = 10) -> Dict[str, int]:
     edges = [round(-0.1 + 0.1 * i, 1) for i in range(bins + 2)]
     counts = {f"{lo:.1f}..{hi:.1f}": 0 for lo, hi in zip(edges, edges[1:])}
     for v in values:
-        i = min(max(int((v + 0.1) // 0.1), 0), len(counts) - 1)
+        i = min(max(math.floor(round((v + 0.1) * 10, 6)), 0), len(counts) - 1)  # 0.3 is in 0.3..0.4, not below
         counts[list(counts)[i]] += 1
     return counts
 
