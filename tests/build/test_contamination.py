@@ -124,3 +124,22 @@ def test_histogram_bins_are_lower_inclusive_and_one_closes_the_last():
     h = contamination._histogram([0.3, 0.2, -0.05, 1.0, 0.999, 0.0])
     assert {k: v for k, v in h.items() if v} == {"-0.1..0.0": 1, "0.0..0.1": 1, "0.2..0.3": 1, "0.3..0.4": 1,
                                                   "0.9..1.0": 2}
+
+
+def test_rephrase_pass_with_a_structured_judge_holds_replies_to_the_verdict_schema():
+    from types import SimpleNamespace
+
+    class Judge:
+        cfg = {"structured": "json"}
+        requests = []
+
+        def generate(self, requests, desc):
+            self.requests += requests
+            replies = ['{"verdict": "Yes"}', '{"verdict": "No"}', "not json"]
+            return [SimpleNamespace(ok=True, text=t, error=None) for t in replies[: len(requests)]]
+
+    judge = Judge()
+    verdicts = contamination.rephrase_pass([("a", "b"), ("c", "d"), ("e", "f")], judge, None)
+    assert verdicts == [True, False, None]  # an unreadable reply is reported, never a verdict
+    assert all("response_format" in r.params for r in judge.requests)
+    assert '{"verdict": "Yes"}' in judge.requests[0].messages[0]["content"]  # the template's JSON variant
