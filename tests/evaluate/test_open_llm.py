@@ -162,3 +162,14 @@ def test_conifer_table7_summary_from_real_runs(tmp_path, tiny_model_dir):
                          "|---|---|---|---|---|---|---|---|"], lines
     assert lines[4:6] == ["| ShareGPT | 50.00 | 100.00 | 100.00 | 0.00 | 0.00 | 100.00 | 0.00 |",
                           "| Conifer | 50.00 | 100.00 | 100.00 | 0.00 | 0.00 | 100.00 | 0.00 |"], lines
+
+
+def test_ifeval_checkers_leave_the_real_harness_importable():
+    """IFEval loads lm-eval's checkers without the harness; the harness must still import after it (one process,
+    eval=[ifeval,open_llm])."""
+    from ifforge.evaluate.ifeval_checkers import lm_eval_module
+
+    assert hasattr(lm_eval_module(), "INSTRUCTION_DICT")
+    from lm_eval.tasks import TaskManager  # the real package, not the checkers' stand-in
+
+    assert TaskManager.__module__.startswith("lm_eval.tasks")

@@ -94,6 +94,13 @@ def lm_eval_module(name: str = "instructions_registry") -> Any:
         langdetect.DetectorFactory.seed = 0
         root = Path(spec.submodule_search_locations[0])
         importlib.import_module("lm_eval")
+        stubs = [n for n in ("lm_eval.tasks", "lm_eval.tasks.ifeval") if n not in sys.modules]
         _register_namespace("lm_eval.tasks", root / "tasks")
         _register_namespace("lm_eval.tasks.ifeval", root / "tasks" / "ifeval")
-        return importlib.import_module(f"lm_eval.tasks.ifeval.{name}")
+        try:
+            return importlib.import_module(f"lm_eval.tasks.ifeval.{name}")
+        finally:
+            # The stand-ins only serve this import: left in place, they would hide the real `lm_eval.tasks` from a
+            # later `from lm_eval.tasks import TaskManager` in this process (eval=[ifeval,open_llm]).
+            for stub in stubs:
+                sys.modules.pop(stub, None)
