@@ -61,18 +61,17 @@ def _train(path: str) -> List[str]:
 
 
 def _eval(path: str) -> List[str]:
-    from ifforge.evaluate import SUITES
-    from ifforge.registry import discover
+    from ifforge.sweep.summary import headline_columns
 
-    discover("ifforge.evaluate.suites")
     s = _stats(path)
     metrics_file = Path(path) / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    scores = []
-    for name, m in metrics.items():
-        columns = SUITES.get(name).summary_columns if name in SUITES.names() else {}
-        values = [f"{label} {m[key]:.1f}" for label, key in columns.items() if isinstance(m.get(key), (int, float))]
-        scores.append(", ".join(values) or f"{name}: no headline number")
+    values: Dict[str, List[str]] = {name: [] for name in metrics}
+    for label, dotted in headline_columns().items():  # each suite's summary columns, as in sweep summaries
+        name, key = dotted.split(".", 1)
+        if isinstance(metrics.get(name, {}).get(key), (int, float)):
+            values[name].append(f"{label} {metrics[name][key]:.1f}")
+    scores = [", ".join(v) or f"{name}: no headline number" for name, v in values.items()]
     lines = [f"eval   {'; '.join(scores) or 'no suite scored'}"]
     lines += [f"       {why}" for why in (s.get("skipped") or {}).values()]
     used = _requests(s, ("candidate", "judge"))

@@ -143,3 +143,25 @@ def test_rephrase_pass_with_a_structured_judge_holds_replies_to_the_verdict_sche
     assert verdicts == [True, False, None]  # an unreadable reply is reported, never a verdict
     assert all("response_format" in r.params for r in judge.requests)
     assert '{"verdict": "Yes"}' in judge.requests[0].messages[0]["content"]  # the template's JSON variant
+
+
+def test_a_judge_that_reads_nothing_fails_the_report(tmp_path):
+    """No rephrased rate is ever computed from verdicts that were never read (as a judged eval suite fails)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from ifforge.errors import StageFailed
+
+    class Judge:
+        cfg = {"structured": "off"}
+
+        def generate(self, requests, desc):
+            return [SimpleNamespace(ok=True, text="I cannot tell.", error=None) for _ in requests]
+
+    splits = {"sft": [{"messages": [{"role": "user", "content": "Write a haiku about rain"},
+                                    {"role": "assistant", "content": "..."}]}]}
+    with pytest.raises(StageFailed, match="no readable verdict on 1 pairs"):
+        contamination.run(cfg_with(top_k=1, llm=True), splits, tmp_path, fake_embed, {"ifeval": ["A haiku"]},
+                          judge=Judge())
+    assert not (tmp_path / "contamination.json").exists()

@@ -121,13 +121,13 @@ class BuildStage(Stage):
             seeds = load_seeds(cfg.seeds, lambda row, reason: ctx.reject("seeds", row, reason))
             log.info("[build] %d seeds", len(seeds))
             rows = ctx.run_steps(steps, seeds)
-            for g in ctx.generators.values():  # a tolerated failed fraction, judged over the whole build
-                g.check_tolerance()
             assembly = aug.assemble(rows, ctx)
             if cfg.contamination.enabled:  # after assembly: it sees (and may drop) the rows that will be saved
                 from ifforge.build.stats import contamination
 
                 contamination.apply(cfg, assembly, out, ctx.generator("judge") if cfg.contamination.llm else None)
+            for g in ctx.generators.values():  # a tolerated failed fraction, judged over the whole build
+                g.check_tolerance()
             splits = assembly.splits
             if not any(splits.values()):
                 raise StageFailed(

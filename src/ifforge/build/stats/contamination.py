@@ -135,6 +135,12 @@ def run(cfg: Any, splits: Dict[str, List[Row]], out: Path, embed: Any, tests: Di
         verdicts = {name: [[None] * len(top) for top in tops] for name, tops in per_set.items()}
         for (name, i, pos, _), v in zip(pairs, flat):
             verdicts[name][i][pos] = v
+        if flat and all(v is None for v in flat):  # as in eval: a judge that read nothing makes any rate an artefact
+            from ifforge.errors import StageFailed
+
+            raise StageFailed(f"contamination: the judge gave no readable verdict on {len(flat)} pairs; a stronger "
+                              f"judge (judge=...), contamination.llm=false, or judge.cache=refresh if the endpoint "
+                              f"served wrong answers")
     report: Dict[str, Any] = {"model": str(c.embedding_model), "top_k": int(c.top_k), "train_instructions": len(train),
                               "test_sets": {}}
     for name, tops in per_set.items():
