@@ -93,3 +93,10 @@ def test_demo_with_shared_data_scores_ifeval_and_followbench(tmp_path, openai_se
     assert metrics["followbench"]["n_scored"] == 5  # one example, five levels
     report = next(line for line in out.splitlines() if line.startswith("eval   "))
     assert "IFEval (prompt strict)" in report and "FollowBench HSR" in report and "DeMoRecon-Eval 100.0" in report
+
+
+def test_if_missing_takes_fail_or_skip_only(tmp_path):
+    proc = run_cli(["stages=[eval]", "eval=[ifeval]", "eval.ifeval.if_missing=maybe"], tmp_path)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("ifforge: error:")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "eval.ifeval.if_missing must be fail or skip (got 'maybe')" in lines[0]

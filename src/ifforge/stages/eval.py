@@ -64,9 +64,10 @@ def drop_missing_benchmarks(cfg: DictConfig) -> List[str]:
     skipped = []
     for name in list(cfg.get("eval") or {}):
         node = cfg.eval[name]
-        if str(node.get("if_missing", "fail")) not in ("fail", "skip"):
-            raise UserError(f"eval.{name}.if_missing must be fail or skip (got {node.if_missing!r})")
-        if str(node.get("if_missing", "fail")) != "skip" or node.responses:
+        mode = str(node.get("if_missing", "fail"))
+        if mode not in ("fail", "skip"):
+            raise UserError(f"eval.{name}.if_missing must be fail or skip (got {mode!r})")
+        if mode == "fail" or node.responses:
             continue
         cls = SUITES.get(str(node.name))
         where = None
