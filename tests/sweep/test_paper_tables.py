@@ -14,9 +14,9 @@ import re
 
 import pytest
 
-from tests.evaluate.test_eval_stage import demorecon_files, script_judge
 from tests.helpers.cli import openai_args, run_cli
 from tests.helpers.data import SHARED_DATA, needs_shared_data
+from tests.helpers.judges import demorecon_files, script_judge
 from tests.helpers.openai_server import OpenAIServer
 
 SUITE_ARGS = {
