@@ -18,6 +18,7 @@ from ifforge.prompts import PROMPTS_DIR, render
 from tests.build import test_conifer_build as conifer
 from tests.build import test_demorecon_build as demorecon
 from tests.helpers.cli import candidate_args, openai_args, outputs, run_cli
+from tests.helpers.data import SHARED_DATA, needs_shared_data
 
 PRICES = ["generator.price_prompt_per_mtok=10", "generator.price_completion_per_mtok=20"]
 NO_KEY = {"OPENAI_API_KEY": ""}
@@ -140,3 +141,15 @@ def test_conifer_plan_bounds_every_step(tmp_path, openai_server, capsys):
     assert rows["external_feedback"][2] == usd(200 * judge_prompt, 200 * 1024, 1, 2)
     assert rows["student_answers"][2] == "price unknown"
     assert "plus the requests of unknown price (student)" in text
+
+
+@needs_shared_data
+def test_the_contamination_judge_pass_is_planned(tmp_path, openai_server, capsys):
+    """contamination.llm: the judge is asked about at most top_k training instructions per test item."""
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"id": k, "instruction": v}) + "\n" for k, v in conifer.SEEDS.items()))
+    text = plan_in_process(conifer.build_args(openai_server, seeds, "contamination.enabled=true",
+                                              "contamination.llm=true", "contamination.top_k=2", "eval=[ifeval]",
+                                              f"eval.ifeval.path={SHARED_DATA / 'ifeval' / 'input_data.jsonl'}"),
+                           tmp_path, capsys)
+    assert table(text, "build")["contamination"][0] == f"<={541 * 2}"

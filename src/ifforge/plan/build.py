@@ -151,12 +151,38 @@ def plan_build(cfg: Any, lines: Lines) -> BuildPlan:
                         pending = [min(n, cap) for n in pending]
                     if shape is not None:
                         reply = shape[1]
+                _contamination(cfg, ctx, lines, plan, reply)
             finally:
                 rejects.close()
     finally:
         if cache is not None:
             cache.close()
     return plan
+
+
+def _contamination(cfg: Any, ctx: PlanContext, lines: Lines, plan: BuildPlan, reply: int) -> None:
+    """The contamination report's judge pass (contamination.llm): at most top_k pairs per test item, each prompt the
+    template, the test item and a training instruction (at most the build's longest reply)."""
+    from ifforge.build.stats import contamination
+
+    if not contamination.uses_judge(cfg):
+        return
+    try:
+        tests = contamination.load_test_sets(cfg)
+    except UserError as e:
+        plan.notes.append(f"the contamination judge pass is not counted: its test sets cannot be read here ({e})")
+        return
+    from ifforge.prompts import PROMPTS_DIR
+
+    own = cfg.contamination.templates.get("rephrase")
+    template = len((Path(str(own)).expanduser() if own else PROMPTS_DIR / "contamination" / "rephrase.j2")
+                   .read_text(encoding="utf-8"))
+    gen = ctx.make_generator("judge", None)
+    line = lines.get("build", gen, "contamination")
+    top_k = int(cfg.contamination.top_k)
+    for texts in tests.values():
+        for text in texts:
+            line.add_more(top_k, tokens_of(template + len(text)) + reply, int(gen.cfg.max_tokens))
 
 
 def _seeds(cfg: Any, load: Any, plan: BuildPlan) -> Tuple[List[Any], List[int]]:
