@@ -21,6 +21,17 @@ Unmatched requests get a deterministic echo: ``"ECHO: " + first 50 chars of the 
 cut to ``max_tokens`` words (finish_reason "length"); ``usage`` counts words. ``on(..., model="judge-model")``
 restricts a rule to requests naming that model (handy when a generator and a judge share one server).
 
+Log-probabilities: a request with ``"logprobs": true`` gets ``choices[i].logprobs.content``, one entry per word of
+the reply (the first word bare, the others with their leading space), each with log-probability 0.0 and, as
+``top_logprobs`` (up to the request's ``top_logprobs``, 0 when unset), itself alone. A reply (value or callable
+result) may be ``Scored(text, top)`` to script the first token's alternatives, as a judge reading the top
+log-probabilities of its one-token verdict sees them::
+
+        srv.on("Which output is better", Scored("M", {"M": -0.22, "m": -1.61}))   # likeliest first, cut to k
+        # the first token "M" then has logprob -0.22 (0.0 when the text's first word is not among `top`)
+
+Without ``"logprobs": true`` a Scored reply is its text and ``logprobs`` stays null, as before.
+
 Faults (``Fault.rate_limit``, ``http_error``, ``hang``, ``delay``, ``not_json``, ``empty_choices``,
 ``missing_content``, ``null_content``) apply to the first ``times`` matches of their rule, or always when
 ``times`` is None. A reply callable may also return a Fault.
@@ -49,7 +60,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Pattern, Union
 
 Body = Dict[str, Any]
 Matcher = Union[None, str, Pattern[str], Callable[[Body], bool]]
-Reply = Union[None, str, "Fault", Callable[[Body], Union[str, "Fault"]]]
+Reply = Union[None, str, "Fault", "Scored", Callable[[Body], Union[str, "Fault", "Scored"]]]
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,14 @@ class Fault:
     @classmethod
     def null_content(cls, times: Optional[int] = None) -> "Fault":
         return cls("null_content", times=times)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A reply whose first token has scripted top log-probabilities: {token: logprob}."""
+
+    text: str
+    top: Dict[str, float]
 
 
 @dataclass
@@ -200,7 +219,8 @@ class OpenAIServer:
     def on(self, match: Matcher = None, reply: Reply = None, *, fault: Optional[Fault] = None,
            model: Optional[str] = None, finish_reason: str = "stop") -> Rule:
         """Add a rule. match: substring or compiled regex of the last user message, a predicate on the parsed
-        body, or None for every request. reply: a string, callable(body) -> str | Fault, a Fault, or None (echo)."""
+        body, or None for every request. reply: a string, a Scored, callable(body) -> str | Scored | Fault, a Fault,
+        or None (echo)."""
         if isinstance(reply, Fault):
             reply, fault = None, reply
         rule = Rule(match=match, reply=reply, fault=fault, model=model, finish_reason=finish_reason)
@@ -258,15 +278,18 @@ class OpenAIServer:
             text = reply(body) if callable(reply) else reply
             if isinstance(text, Fault):
                 fault, text = text, None
+            scored = text if isinstance(text, Scored) else None
+            if scored is not None:
+                text = scored.text
             if text is None:
                 text = "ECHO: " + last_user(body)[:50]
-            return self._respond(body, rid, text, rule.finish_reason if rule else "stop", fault)
+            return self._respond(body, rid, text, rule.finish_reason if rule else "stop", fault, scored)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    def _respond(self, body: Body, rid: int, text: str, finish_reason: str,
-                 fault: Optional[Fault]) -> tuple[int, Dict[str, str], bytes]:
+    def _respond(self, body: Body, rid: int, text: str, finish_reason: str, fault: Optional[Fault],
+                 scored: Optional[Scored] = None) -> tuple[int, Dict[str, str], bytes]:
         kind = fault.kind if fault else None
         if kind in ("hang", "delay"):
             self._stopping.wait(fault.seconds)
@@ -287,7 +310,10 @@ class OpenAIServer:
             message.pop("content")
         elif kind == "null_content":
             message["content"] = None
-        choices = [{"index": i, "message": dict(message), "finish_reason": finish_reason, "logprobs": None}
+        logprobs = None
+        if body.get("logprobs"):
+            logprobs = {"content": _token_logprobs(text, int(body.get("top_logprobs") or 0), scored)}
+        choices = [{"index": i, "message": dict(message), "finish_reason": finish_reason, "logprobs": logprobs}
                    for i in range(n)]
         if kind == "empty_choices":
             choices = []
@@ -298,6 +324,21 @@ class OpenAIServer:
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
         return 200, {}, json.dumps(data).encode()
+
+
+def _token_logprobs(text: str, k: int, scored: Optional[Scored]) -> List[Dict[str, Any]]:
+    """`logprobs.content` for a reply, one token per word (see the module docstring), with OpenAI's `bytes`."""
+
+    def token(text: str, logprob: float) -> Dict[str, Any]:
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    content = []
+    for n, word in enumerate(text.split()):
+        word = word if n == 0 else " " + word
+        top = dict(scored.top) if scored is not None and n == 0 else {word: 0.0}
+        likeliest = sorted(top.items(), key=lambda item: -item[1])[:k]
+        content.append({**token(word, top.get(word, 0.0)), "top_logprobs": [token(t, lp) for t, lp in likeliest]})
+    return content
 
 
 class _HTTPServer(ThreadingHTTPServer):

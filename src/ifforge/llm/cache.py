@@ -58,6 +58,8 @@ class ResponseCache:
         data = asdict(completion)
         data.pop("cached")
         data.pop("retries")
+        if data["logprobs"] is None:  # rows without log-probabilities stay as they were before the field existed
+            data.pop("logprobs")
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO completions (key, value) VALUES (?, ?)", (key, json.dumps(data)))
 

@@ -40,6 +40,9 @@ class Completion:
     raw: Optional[str] = None  # the raw body for malformed responses, kept for rejects.jsonl
     cached: bool = False
     retries: int = 0
+    # Per generated token, as OpenAI's chat `choices[0].logprobs.content`: {"token", "logprob", "top_logprobs":
+    # [{"token", "logprob"}, ...]}. Only when the call's params asked (`logprobs: true`, `top_logprobs: k`).
+    logprobs: Optional[List[Dict[str, Any]]] = None
 
     @property
     def ok(self) -> bool:
@@ -100,6 +103,31 @@ def merge_reports(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
     if a.get("price") and (price is None or price.get("known") is None):
         price = a["price"]
     return {**a, **b, **add(a, b), "steps": steps, "price": price}
+
+
+def logprobs_wanted(params: Dict[str, Any]) -> Optional[int]:
+    """How many top alternatives per token a call asked for (`top_logprobs`, 0 when unset), or None when it did not
+    ask for log-probabilities at all. A bad `top_logprobs` raises ValueError."""
+    if not params.get("logprobs"):
+        return None
+    k = params.get("top_logprobs") or 0
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"top_logprobs must be a whole number >= 0, not {k!r}")
+    return k
+
+
+def covering(entries: List[Dict[str, Any]], text: str) -> List[Dict[str, Any]]:
+    """The shortest run of leading token entries whose token strings reach the length of `text`: the tokens of the
+    reply proper, without an end-of-sequence token or the stop string the text was cut before. All of them when
+    they never reach it (tokens that decode alone to less than their share of the text)."""
+    if not text:
+        return []
+    length = 0
+    for n, entry in enumerate(entries, 1):
+        length += len(entry["token"])
+        if length >= len(text):
+            return entries[:n]
+    return entries
 
 
 def json_schema(params: Dict[str, Any]) -> str:

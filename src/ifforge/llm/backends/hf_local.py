@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ifforge.errors import UserError
 from ifforge.llm import BACKENDS
 from ifforge.llm.base import Backend, OnDone
-from ifforge.llm.types import Call, Completion, json_schema
+from ifforge.llm.types import Call, Completion, covering, json_schema, logprobs_wanted
 from ifforge.models import check_model, quiet_progress, resolve_model
 
 MISSING_XGRAMMAR = ("structured=json on hf_local needs xgrammar: pip install --no-deps xgrammar==0.2.8 apache-tvm-ffi "
@@ -126,6 +126,11 @@ class HFLocalBackend(Backend):
             prompts: Dict[int, List[int]] = {}
             for i, call in enumerate(calls):
                 try:
+                    logprobs_wanted(call.params)  # checked here so that a bad value fails its call alone
+                except ValueError as exc:
+                    on_done(i, Completion(error=f"bad request params: {exc}"))
+                    continue
+                try:
                     prompts[i] = self._encode(call.messages)
                 except Exception as exc:  # a malformed conversation fails alone
                     on_done(i, Completion(error=f"chat template: {_error_text(exc)}"))
@@ -173,9 +178,9 @@ class HFLocalBackend(Backend):
             if isinstance(outputs, str):
                 on_done(i, Completion(error=outputs, latency=latency))
             else:
-                text, finish_reason, completion_tokens = outputs[k]
+                text, finish_reason, completion_tokens, logprobs = outputs[k]
                 on_done(i, Completion(text=text, finish_reason=finish_reason, prompt_tokens=len(prompts[k]),
-                                      completion_tokens=completion_tokens, latency=latency))
+                                      completion_tokens=completion_tokens, latency=latency, logprobs=logprobs))
 
     def _grammar(self, schemas: List[str]) -> Any:
         """A fresh xgrammar logits processor (one per generate() call, as xgrammar requires) holding one grammar
@@ -196,7 +201,7 @@ class HFLocalBackend(Backend):
         return xgr.contrib.hf.LogitsProcessor([self._grammars[schema] for schema in schemas])
 
     def _generate(self, prompts: List[List[int]], params: List[Dict[str, Any]], max_tokens: int,
-                  stop: List[str], schemas: List[str]) -> List[Tuple[str, str, int]]:
+                  stop: List[str], schemas: List[str]) -> List[Tuple[str, str, int, Optional[List[Dict[str, Any]]]]]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -218,10 +223,14 @@ class HFLocalBackend(Backend):
         if stopper is not None:
             criteria.append(stopper)
 
+        wanted = [logprobs_wanted(p) for p in params]
+        # Log-probabilities need the raw logits of every step (float32, steps x batch x vocab), kept only for
+        # batches that hold a call asking for them. Raw: the sampler and grammar above rewrite the scores.
+        extra = {"output_logits": True, "return_dict_in_generate": True} if any(w is not None for w in wanted) else {}
         with torch.inference_mode():
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens,
-                                 do_sample=False, logits_processor=processors, stopping_criteria=criteria)
-        generated = out[:, prompt_len:].tolist()
+                                 do_sample=False, logits_processor=processors, stopping_criteria=criteria, **extra)
+        generated = (out.sequences if extra else out)[:, prompt_len:].tolist()
 
         results = []
         eos = set(self._eos_ids)
@@ -240,8 +249,33 @@ class HFLocalBackend(Backend):
             cuts = [text.find(s) for s in stop if s and s in text]
             if cuts:
                 text, finish_reason = text[:min(cuts)], "stop"
-            results.append((text, finish_reason, used))
+            logprobs = None
+            if wanted[row] is not None:
+                logprobs = token_logprobs(tok, [step[row] for step in out.logits[:len(ids)]], ids, wanted[row])
+                logprobs = covering(logprobs, text) if cuts else logprobs
+            results.append((text, finish_reason, used, logprobs))
         return results
+
+
+def token_logprobs(tokenizer: Any, logits: List[Any], ids: List[int], k: int) -> List[Dict[str, Any]]:
+    """Completion.logprobs for generated `ids` from the raw logits of the steps that produced them (one vocabulary
+    row per step): each token's log-probability under the model's own distribution and the k likeliest tokens,
+    every token decoded on its own."""
+    import torch
+
+    if not ids:
+        return []
+    logp = torch.log_softmax(torch.stack(logits).float(), dim=-1)
+    chosen = logp.gather(1, torch.tensor(ids, device=logp.device)[:, None])[:, 0].tolist()
+    top_values, top_ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
+    top_values, top_ids = top_values.tolist(), top_ids.tolist()
+
+    def text(token_id: int) -> str:
+        return tokenizer.decode([token_id])
+
+    return [{"token": text(t), "logprob": lp,
+             "top_logprobs": [{"token": text(i), "logprob": v} for i, v in zip(ids_k, values_k)]}
+            for t, lp, ids_k, values_k in zip(ids, chosen, top_ids, top_values)]
 
 
 def _batch_key(params: Dict[str, Any], cfg: Any) -> Tuple[int, Tuple[str, ...]]:

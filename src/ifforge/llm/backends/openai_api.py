@@ -17,7 +17,7 @@ import random
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from aiolimiter import AsyncLimiter
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -249,7 +249,7 @@ class _Session:
                 return self._failed(f"connection error: {_short(str(exc.__cause__ or exc))}", None, state, started)
             except Exception as exc:
                 return self._failed(f"{type(exc).__name__}: {_short(str(exc))}", None, state, started)
-            completion, reason = _parse(content)
+            completion, reason = _parse(content, logprobs=bool(call.params.get("logprobs")))
             if completion is not None:
                 completion.latency = time.perf_counter() - started
                 completion.retries = max(0, state.sent - 1)
@@ -268,9 +268,9 @@ class _Session:
                           retries=max(0, state.sent - 1))
 
 
-def _parse(body: bytes) -> Tuple[Optional[Completion], str]:
+def _parse(body: bytes, logprobs: bool = False) -> Tuple[Optional[Completion], str]:
     """A Completion from a 200 body, or (None, why it is unusable). Parsed by hand: cheaper than the SDK's models,
-    and a bad body becomes a reason instead of an exception."""
+    and a bad body becomes a reason instead of an exception. `logprobs`: the call asked for them."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -292,7 +292,29 @@ def _parse(body: bytes) -> Tuple[Optional[Completion], str]:
     finish = choice.get("finish_reason")
     return Completion(text=content, finish_reason=finish if isinstance(finish, str) else None,
                       prompt_tokens=_count(usage.get("prompt_tokens")),
-                      completion_tokens=_count(usage.get("completion_tokens"))), ""
+                      completion_tokens=_count(usage.get("completion_tokens")),
+                      logprobs=_token_logprobs(choice.get("logprobs")) if logprobs else None), ""
+
+
+def _token_logprobs(value: Any) -> Optional[List[Dict[str, Any]]]:
+    """`choice.logprobs.content` in the shape Completion.logprobs keeps (token, logprob, top_logprobs; the byte
+    lists dropped), or None when it is missing or malformed: the text is still a good answer, and a caller that
+    needs log-probabilities sees that there are none."""
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, list):
+        return None
+    try:
+        return [{**_token(entry), "top_logprobs": [_token(top) for top in entry.get("top_logprobs") or []]}
+                for entry in content]
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def _token(entry: Any) -> Dict[str, Any]:
+    token, logprob = entry["token"], entry["logprob"]
+    if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, (int, float)):
+        raise ValueError("not a token and its log-probability")
+    return {"token": token, "logprob": float(logprob)}
 
 
 def _count(value: Any) -> int:

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Sequence
 from ifforge.errors import UserError
 from ifforge.llm import BACKENDS
 from ifforge.llm.base import Backend, OnDone
-from ifforge.llm.types import Call, Completion, json_schema
+from ifforge.llm.types import Call, Completion, covering, json_schema, logprobs_wanted
 from ifforge.models import check_model, resolve_model
 
 MISSING_VLLM = ("the vllm generator needs the vllm package (GPU machines): pip install vllm; "
@@ -76,8 +76,17 @@ class VLLMBackend(Backend):
         from vllm import SamplingParams
 
         started = time.perf_counter()
+        params, kept = [], []
+        for i in indices:
+            try:
+                params.append(SamplingParams(**self._sampling_kwargs(calls[i].params)))
+                kept.append(i)
+            except (TypeError, ValueError) as exc:  # a bad param fails its own call, not the chunk
+                on_done(i, Completion(error=f"bad request params: {type(exc).__name__}: {exc}"))
+        indices = kept
+        if not indices:
+            return
         try:
-            params = [SamplingParams(**self._sampling_kwargs(calls[i].params)) for i in indices]
             outputs = self._llm.chat([calls[i].messages for i in indices], params, use_tqdm=False)
         except Exception as exc:  # noqa: BLE001 - one bad chunk must not end the run
             error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"[:500]
@@ -87,6 +96,14 @@ class VLLMBackend(Backend):
         latency = time.perf_counter() - started
         for i, out in zip(indices, outputs):
             sample = out.outputs[0]
+            logprobs, error, top = None, None, logprobs_wanted(calls[i].params)
+            if top is not None:
+                try:
+                    logprobs = sample_logprobs(sample.token_ids, sample.logprobs or [], top, sample.text)
+                except (KeyError, AttributeError, TypeError) as exc:  # an engine version this was not written for
+                    error = f"cannot read vLLM's log-probabilities: {type(exc).__name__}: {exc}"
+            if sample.finish_reason == "abort":
+                error = "request aborted by the vLLM engine"
             on_done(i, Completion(
                 text=sample.text,
                 # vLLM reports "stop" (EOS or a stop string) or "length"; an aborted request has no text worth keeping.
@@ -94,7 +111,8 @@ class VLLMBackend(Backend):
                 prompt_tokens=len(out.prompt_token_ids or []),
                 completion_tokens=len(sample.token_ids),
                 latency=latency,
-                error=None if sample.finish_reason != "abort" else "request aborted by the vLLM engine",
+                error=error,
+                logprobs=logprobs,
             ))
 
     def _sampling_kwargs(self, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -110,10 +128,31 @@ class VLLMBackend(Backend):
         }
         if params.get("seed") is not None:
             kwargs["seed"] = int(params["seed"])  # per-request seed: reproducible whatever the batch
+        top = logprobs_wanted(params)
+        if top is not None:
+            kwargs["logprobs"] = top  # vLLM returns the sampled token's log-probability plus the top `top`
         schema = json_schema(params)
         if schema:  # structured=json: the engine's own structured-output decoding
             kwargs.update(structured_output(json.loads(schema)))
         return kwargs
+
+
+def sample_logprobs(token_ids: Sequence[int], logprobs: Sequence[Dict[int, Any]], k: int,
+                    text: str) -> List[Dict[str, Any]]:
+    """Completion.logprobs from a vLLM sample: `logprobs` holds per position {token_id: Logprob(logprob, rank,
+    decoded_token)}, the sampled token and the k likeliest (k + 1 entries when the sampled one is not among them,
+    and then the least likely). Positions past the reply's text (an end-of-sequence token, a stop string) are
+    left out, as OpenAI leaves them out."""
+
+    def entry(item: Any) -> Dict[str, Any]:
+        token = item.decoded_token
+        return {"token": token if isinstance(token, str) else "", "logprob": float(item.logprob)}
+
+    entries = []
+    for token_id, alternatives in zip(token_ids, logprobs):
+        top = sorted(alternatives.values(), key=lambda item: -item.logprob)[:k]
+        entries.append({**entry(alternatives[token_id]), "top_logprobs": [entry(item) for item in top]})
+    return covering(entries, text)
 
 
 def structured_output(schema: Dict[str, Any]) -> Dict[str, Any]:
