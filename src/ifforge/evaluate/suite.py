@@ -24,6 +24,9 @@ class SuiteConfig:
     responses: Optional[str] = None  # JSONL of {prompt, response} produced elsewhere: scored, nothing generated
     max_tokens: Optional[int] = None  # the candidate's answer budget here (null: candidate.max_tokens)
     templates: SuiteTemplatesConfig = field(default_factory=SuiteTemplatesConfig)  # eval.<suite>.templates.judge
+    # this suite's judge model (null: judge.model): the judge's backend and settings with another model, for a
+    # benchmark whose authors prescribe their own judge (AlpacaEval 2.0: GPT-4 Turbo; MT-Bench: GPT-4)
+    judge_model: Optional[str] = None
     # fail | skip: what a run does when the benchmark cannot be had (no local copy at `path`, the hub unreachable,
     # its official files missing). fail (paper runs): a one-line error before anything is paid for. skip (the
     # demo, smoke runs): a `path` that does not exist falls back to the hub, and a benchmark found nowhere is left
@@ -86,6 +89,12 @@ class Suite:
             raise UserError(f"eval.{cls.name}.protocol must be reference or ifforge (got {cfg.protocol!r})")
         if str(cfg.protocol) == "reference":
             cls.official(reference_dir)  # fetched (or found) and hash-checked before any answer is paid for
+
+    @classmethod
+    def judge_budget(cls, cfg: Any) -> Optional[Tuple[int, int]]:
+        """(judge prompt template tokens, judge reply tokens) for plan=true, where they come from the benchmark's
+        own package rather than an ifforge template and the judge's max_tokens; None: those."""
+        return None
 
     def load(self) -> List[Item]:
         raise NotImplementedError

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from omegaconf import OmegaConf
+
 from ifforge.errors import UserError
 from ifforge.plan.requests import Lines, PlanGenerator, open_cache, prompt_tokens, tokens_of
 
@@ -59,11 +61,14 @@ def plan_eval(cfg: Any, inputs: Dict[str, Any], lines: Lines, reusable: Any) -> 
     cache = open_cache(cfg.paths.get("cache"))
     made: Dict[str, PlanGenerator] = {}
 
-    def generator(role: str) -> PlanGenerator:
-        if role not in made:
+    def generator(role: str, model: Optional[str] = None) -> PlanGenerator:
+        """`model`: a suite's own judge model (eval.<suite>.judge_model), priced as that model."""
+        key = f"{role}:{model}" if model else role
+        if key not in made:
             node = candidate_node(cfg, train_dir) if role == "candidate" else cfg.judge
-            made[role] = PlanGenerator(node, cache, role, "eval", lines)
-        return made[role]
+            made[key] = PlanGenerator(OmegaConf.merge(node, {"model": model}) if model else node, cache, role,
+                                      "eval", lines)
+        return made[key]
 
     build = inputs.get("build")
     ctx = SuiteContext(candidate=lambda: generator("candidate"), judge=lambda: generator("judge"),
@@ -93,7 +98,8 @@ def plan_eval(cfg: Any, inputs: Dict[str, Any], lines: Lines, reusable: Any) -> 
             if _generates(node):
                 _answer(runner, name, items, generator("candidate"), lines)
             if cls.uses_judge:
-                _judge(name, node, items, generator("judge"), generator("candidate"), lines)
+                judge = generator("judge", str(node.judge_model) if node.get("judge_model") else None)
+                _judge(cls, name, node, items, judge, generator("candidate"), lines)
     finally:
         if cache is not None:
             cache.close()
@@ -114,13 +120,18 @@ def _answer(suite: Any, name: str, items: List[Any], gen: PlanGenerator, lines: 
         mine[-1].add_more(turns - asked, longest + budget, budget)
 
 
-def _judge(name: str, node: Any, items: List[Any], judge: PlanGenerator, candidate: PlanGenerator,
+def _judge(cls: Any, name: str, node: Any, items: List[Any], judge: PlanGenerator, candidate: PlanGenerator,
            lines: Lines) -> None:
-    """Every item's judge requests, each prompt about the item, its answer at its max_tokens, and the template."""
+    """Every item's judge requests, each prompt about the item, its answer at its max_tokens, the reference answer
+    it is compared with (AlpacaEval), and the template."""
     answer = int(node.get("max_tokens") or candidate.cfg.max_tokens)
     reference = str(node.get("protocol")) == "reference" and node.get("judge_max_tokens") is not None
     reply = int(node.judge_max_tokens) if reference else int(judge.cfg.max_tokens)
     template = _judge_template(name, node)
+    own = cls.judge_budget(node)  # a suite whose judge prompt and reply come from its benchmark's own package
+    if own is not None:
+        template, reply = own
     line = lines.get("eval", judge, f"judge {name}")
     for it in items:
-        line.add_more(judge_requests(it), prompt_tokens(it.messages) + answer + template, reply)
+        shown = tokens_of(len(str((it.data or {}).get("reference") or "")))
+        line.add_more(judge_requests(it), prompt_tokens(it.messages) + answer + shown + template, reply)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -92,6 +93,12 @@ def drop_missing_benchmarks(cfg: DictConfig) -> List[str]:
     return skipped
 
 
+def judge_node(cfg: DictConfig, node: Any) -> DictConfig:
+    """The judge a suite uses: `judge`, with the suite's own `judge_model` when it sets one."""
+    model = node.get("judge_model")
+    return OmegaConf.merge(cfg.judge, {"model": str(model)}) if model else cfg.judge
+
+
 def _reads_build(cls: Any, node: Any) -> bool:
     return cls.uses_build and not node.path and not node.responses
 
@@ -120,13 +127,15 @@ class EvalStage(Stage):
         from ifforge.evaluate.data import digest
 
         node = cfg.eval[name]
-        suite = {k: v for k, v in plain(node).items() if k != "if_missing"}  # how a run copes, not what it scores
+        # if_missing: how a run copes, not what it scores; judge_model: the judge slice below holds the model used
+        suite = {k: v for k, v in plain(node).items() if k not in ("if_missing", "judge_model")}
         slice_: Dict[str, Any] = {"suite": suite, "data": digest(node.path), "responses": digest(node.responses),
                                   "templates": {"judge": digest(node.templates.judge)}}
         if _generates(node):
             slice_["candidate"] = identity(cfg)
         if cls.uses_judge:
-            slice_["judge"] = {k: v for k, v in generator_slice(cfg.judge).items() if k not in BUILD_ONLY_FIELDS}
+            slice_["judge"] = {k: v for k, v in generator_slice(judge_node(cfg, node)).items()
+                               if k not in BUILD_ONLY_FIELDS}
         if cls.scoring_version != 1:
             slice_["scoring_version"] = cls.scoring_version
         if cls.official is not None and str(node.protocol) == "reference":  # the pinned official files
@@ -176,8 +185,7 @@ class EvalStage(Stage):
         failures = out / "failures.jsonl"
         failures.unlink(missing_ok=True)  # a fresh log per attempt
         generators = _Generators(cfg, train_dir, failures)
-        judge = redact({k: cfg.judge.get(k) for k in ("name", "model", "base_url", "temperature", "max_tokens")})
-        about = {"label": cand.label(cfg), "judge": {"backend": judge.pop("name"), **judge},
+        about = {"label": cand.label(cfg),
                  "candidate": {"backend": str(cfg.candidate.name), "model": cand.model_name(cfg, train_dir)}}
         ctx = SuiteContext(candidate=lambda: generators.get("candidate"), judge=lambda: generators.get("judge"),
                            build_dir=inputs["build"].path if "build" in inputs else None,
@@ -185,20 +193,26 @@ class EvalStage(Stage):
                            judge_concurrency=int(cfg.judge.max_concurrency))
         planned = []
         for name, cls in selected_suites(cfg).items():
+            model = cfg.eval[name].get("judge_model")
+            # this suite's own judge model (e.g. AlpacaEval's GPT-4 Turbo beside MT-Bench's GPT-4)
+            suite_ctx = replace(ctx, judge=lambda m=str(model): generators.get("judge", model=m)) if model else ctx
+            judge = redact({k: judge_node(cfg, cfg.eval[name]).get(k)
+                            for k in ("name", "model", "base_url", "temperature", "max_tokens")})
+            about_suite = {**about, "judge": {"backend": judge.pop("name"), **judge}}
             suite_inputs = {k: inputs[k] for k in ("train", "build") if k in inputs
                             and (k != "build" or _reads_build(cls, cfg.eval[name]))
                             and (k != "train" or _generates(cfg.eval[name]))}
             config = self.suite_config(cfg, name, cls)
             art = artifact_for(cfg.paths.artifacts, f"eval/{name}", config, suite_inputs)
-            planned.append((name, cls(cfg.eval[name], ctx), config, art, suite_inputs))
+            planned.append((name, cls(cfg.eval[name], suite_ctx), config, art, suite_inputs, about_suite))
         skipped = _empty_build_splits(planned)
         planned = [p for p in planned if p[0] not in skipped]
         if not planned:
             raise StageFailed("every suite was skipped: " + "; ".join(skipped.values()))
         try:
             answered = _answer_before_judging(cfg, {p[0]: p[1] for p in planned if not p[3].done}, generators)
-            for name, suite, config, art, suite_inputs in planned:
-                ensure(art, config, lambda d, s=suite, a=answered.get(name): run_suite(s, d, about, a),
+            for name, suite, config, art, suite_inputs, about_suite in planned:
+                ensure(art, config, lambda d, s=suite, a=answered.get(name), b=about_suite: run_suite(s, d, b, a),
                        inputs=suite_inputs, log=log.info, verify=str(cfg.verify), rebuild=self.refreshes(cfg))
             for g in generators.live.values():  # a tolerated failed fraction, judged over the whole stage
                 g.check_tolerance()
@@ -208,12 +222,12 @@ class EvalStage(Stage):
             from ifforge.llm.prices import total_cost
 
             log.info("[eval] cost: %s", total_cost(generators.stats))
-        metrics = {name: json.loads((art.path / "metrics.json").read_text()) for name, _, _, art, _ in planned}
+        metrics = {p[0]: json.loads((p[3].path / "metrics.json").read_text()) for p in planned}
         write_json_atomic(out / "metrics.json", metrics)
-        write_json_atomic(out / "suites.json", {name: str(art.path) for name, _, _, art, _ in planned})
+        write_json_atomic(out / "suites.json", {p[0]: str(p[3].path) for p in planned})
         tables = [(p[3].path / "table.md").read_text() for p in planned] + [f"_{line}_\n" for line in skipped.values()]
         (out / "tables.md").write_text("\n".join(tables), encoding="utf-8")
-        return {"suites": {name: str(art.path) for name, _, _, art, _ in planned}, **generators.stats,
+        return {"suites": {p[0]: str(p[3].path) for p in planned}, **generators.stats,
                 **({"skipped": skipped} if skipped else {})}
 
 
@@ -221,7 +235,7 @@ def _empty_build_splits(planned: List[Any]) -> Dict[str, str]:
     """{suite: why} for the suites under `if_missing=skip` that read a split the upstream build left empty (a
     weak generator's DeMoRecon build may hold out no eval seed): known only once the build is done."""
     skipped = {}
-    for name, suite, _config, art, _inputs in planned:
+    for name, suite, _config, art, *_ in planned:
         node = suite.cfg
         if str(node.if_missing) != "skip" or not suite.uses_build or node.path or art.done:
             continue
@@ -246,14 +260,18 @@ class _Generators:
         self.live: Dict[str, Any] = {}
         self.stats: Dict[str, Any] = {}
 
-    def get(self, role: str) -> Any:
+    def get(self, role: str, model: Optional[str] = None) -> Any:
+        """The role's generator; `model`: the judge with another model (a suite's judge_model), kept apart."""
         from ifforge.evaluate.candidate import candidate_node
         from ifforge.llm import make_generator
 
-        if role not in self.live:
+        key = f"{role}:{model}" if model else role
+        if key not in self.live:
             node = candidate_node(self.cfg, self.train_dir) if role == "candidate" else self.cfg.judge
-            self.live[role] = make_generator(node, self.cfg.paths.cache, role=role, failures_path=self.failures)
-        return self.live[role]
+            if model:
+                node = OmegaConf.merge(node, {"model": model})
+            self.live[key] = make_generator(node, self.cfg.paths.cache, role=role, failures_path=self.failures)
+        return self.live[key]
 
     def close(self, role: str, check: bool = True) -> None:
         """Free the role's model; `check`: first enforce its tolerated failed fraction (not while unwinding)."""
@@ -265,6 +283,7 @@ class _Generators:
         g.close()
         from ifforge.llm.types import merge_reports
 
+        role = role.split(":")[0]  # a suite's own judge model counts as the judge
         self.stats[role] = merge_reports(self.stats.get(role, {}), g.report())  # cost, price, per-step counts
 
     def close_all(self) -> None:

@@ -1,0 +1,257 @@
+"""AlpacaEval 2.0 (Dubois et al., 2024): 805 instructions; a judge picks the better of the candidate's answer and
+GPT-4 Turbo's reference answer, and the length-controlled (LC) win rate takes out the judge's taste for length.
+
+What makes the number AlpacaEval's is the `alpaca-eval` package itself, used as a library: the annotator config
+(`weighted_alpaca_eval_gpt4_turbo`: its prompt, one token at temperature 1 with the top-5 log-probabilities, the
+m/M log-probability parser, the seeded swap of the two answers), the win rate, and the LC win rate's GLM, which reads
+AlpacaEval's precomputed instruction difficulties (`df_gamed.csv`) from the hub dataset. ifforge only sends the
+annotator's requests through its own judge (response cache, rate limits, cost) and records what came back.
+
+Data: `alpaca_eval_gpt4_baseline.json` of the hub dataset tatsu-lab/alpaca_eval (instruction, output = the reference
+answer, generator), at `revision`, or a local copy of that file via `path`. An item's position in the full file is
+what the GLM's instruction difficulty is looked up by, so `limit` keeps the LC model's features right.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from ifforge.errors import StageFailed, UserError
+from ifforge.evaluate import SUITES
+from ifforge.evaluate.data import read_rows
+from ifforge.evaluate.suite import Item, Suite, SuiteConfig
+from ifforge.evaluate.tables import headline_tables, judge_note
+
+# Where alpaca-eval's GLM reads the instruction difficulties from (hard-coded in alpaca_eval.metrics.glm_winrate).
+LC_DATA = ("tatsu-lab/alpaca_eval", "df_gamed.csv")
+# What ifforge's judge can send on the annotator's behalf: sampling params. An annotator that needs more (function
+# calling, a provider's own client) cannot be answered faithfully through a chat request.
+_PARAMS = ("max_tokens", "temperature", "top_p", "logprobs", "top_logprobs", "seed", "stop")
+_NOT_SENT = ("model_name",)  # the judge's model is judge.model (or eval.alpaca_eval.judge_model)
+
+
+@dataclass
+class AlpacaEvalConfig(SuiteConfig):
+    hf_name: str = "tatsu-lab/alpaca_eval"
+    revision: str = "main"  # the hub dataset's revision; the commit actually read is recorded in metrics.json
+    reference_file: str = "alpaca_eval_gpt4_baseline.json"  # AlpacaEval 2.0's baseline: GPT-4 Turbo's answers
+    annotator: str = "weighted_alpaca_eval_gpt4_turbo"  # an annotator config shipped with alpaca-eval
+
+
+def hub_file(repo: str, filename: str, revision: Optional[str] = None) -> Path:
+    """A file of a hub dataset, downloaded once into the Hugging Face cache (read from it offline)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset", revision=revision))
+    except Exception as e:  # offline without a cached copy, gated, renamed
+        raise UserError(f"cannot get {filename} from the hub dataset {repo} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:160]})") from None
+
+
+def annotator_config(name: str) -> Path:
+    """The annotator's configs.yaml inside the installed alpaca-eval (found without importing it: ~2 s)."""
+    spec = importlib.util.find_spec("alpaca_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("eval=alpaca_eval needs the alpaca-eval package: pip install 'alpaca-eval>=0.6.6,<0.7'")
+    path = Path(list(spec.submodule_search_locations)[0]) / "evaluators_configs" / name / "configs.yaml"
+    if not path.is_file():
+        raise UserError(f"eval.alpaca_eval.annotator={name!r} is not an annotator config of the installed "
+                        f"alpaca-eval (see alpaca_eval/evaluators_configs/)")
+    return path
+
+
+def _alpaca_eval() -> Any:
+    """alpaca_eval, imported quietly: it warns about pkg_resources and sets the root logger to INFO on import."""
+    root = logging.getLogger()
+    level = root.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import alpaca_eval
+        import alpaca_eval.annotators
+        import alpaca_eval.metrics
+        import alpaca_eval.utils
+    root.setLevel(level)
+    return alpaca_eval
+
+
+class JudgeCompletions:
+    """alpaca-eval's `fn_completions` contract (prompts in; completions, raw choices, prices, times out), answered by
+    ifforge's judge generator. Failed requests are kept apart: the annotator sees an empty answer it cannot parse,
+    and the suite reports them as judge failures rather than as verdicts."""
+
+    def __init__(self, generator: Any, needs_logprobs: bool):
+        self.generator = generator
+        self.needs_logprobs = needs_logprobs
+        self.failed: List[str] = []  # the prompts whose judge request failed
+
+    def __call__(self, prompts: List[str], **kwargs: Any) -> Dict[str, List[Any]]:
+        from alpaca_eval.utils import prompt_to_chatml
+
+        from ifforge.llm import ChatRequest
+
+        params = {k: v for k, v in kwargs.items() if k in _PARAMS}
+        requests = [ChatRequest(messages=prompt_to_chatml(p), params=dict(params)) for p in prompts]
+        results = self.generator.generate(requests, desc="judge alpaca_eval")
+        raw: List[Any] = []
+        for prompt, result in zip(prompts, results):
+            sample = result.samples[0] if result.samples else None
+            if not result.ok:
+                self.failed.append(prompt)
+                # no log-probabilities at all: the parser finds neither m nor M and leaves the pair unannotated
+                raw.append({"text": "", "error": result.error, "logprobs": {"content": [{"top_logprobs": []}]}})
+                continue
+            if self.needs_logprobs and not sample.logprobs:
+                raise StageFailed("eval.alpaca_eval: the judge returned no log-probabilities; the annotator reads "
+                                  "the top log-probabilities of its one-token verdict, so the judge must be an "
+                                  "endpoint that returns them (OpenAI, vLLM) or hf_local")
+            raw.append({"text": sample.text, "logprobs": {"content": sample.logprobs or []}})
+        return {"completions": [r.text or "" for r in results], "completions_all": raw,
+                "price_per_example": [math.nan] * len(results),  # ifforge's own cost accounting covers the judge
+                "time_per_example": [r.samples[0].latency if r.samples else math.nan for r in results]}
+
+
+@SUITES.register("alpaca_eval", schema=AlpacaEvalConfig)
+class AlpacaEval(Suite):
+    name = "alpaca_eval"
+    summary_columns = {"AlpacaEval 2.0 LC": "length_controlled_winrate", "Avg. length": "avg_length"}
+    uses_judge = True
+
+    @classmethod
+    def preflight(cls, cfg: Any, reference_dir: Optional[str]) -> None:
+        """Before any answer is paid for: the annotator exists, and what the LC win rate reads can be had."""
+        annotator_config(str(cfg.annotator))
+        hub_file(*LC_DATA)
+        if not cfg.path:  # answers given in a responses file are still compared with the reference answers
+            hub_file(str(cfg.hf_name), str(cfg.reference_file), str(cfg.revision))
+
+    @classmethod
+    def judge_budget(cls, cfg: Any) -> Optional[Tuple[int, int]]:
+        """The annotator's prompt template and its reply budget (one token for AlpacaEval 2.0's)."""
+        import yaml
+
+        path = annotator_config(str(cfg.annotator))
+        (config,) = yaml.safe_load(path.read_text(encoding="utf-8")).values()
+        template = path.parents[1] / config["prompt_template"]
+        reply = int((config.get("completions_kwargs") or {}).get("max_tokens") or 1)
+        return len(template.read_text(encoding="utf-8")) // 4 + 1, reply
+
+    def load(self) -> List[Item]:
+        if self.cfg.path:
+            rows, self.source = read_rows(self.cfg.path), str(self.cfg.path)
+        else:
+            path = hub_file(str(self.cfg.hf_name), str(self.cfg.reference_file), str(self.cfg.revision))
+            # the snapshot folder is the commit: which reference answers were read is part of the result
+            rows, self.source = read_rows(path), f"{self.cfg.hf_name}@{path.parent.name}/{self.cfg.reference_file}"
+        items = []
+        for index, r in enumerate(rows):
+            if "instruction" not in r or "output" not in r:
+                raise UserError(f"an AlpacaEval row needs `instruction` and `output` (the reference answer); "
+                                f"got fields: {', '.join(sorted(r))}")
+            items.append(Item(id=str(index), prompt=str(r["instruction"]),
+                              messages=[{"role": "user", "content": str(r["instruction"])}],
+                              data={"index": index, "reference": str(r["output"]),
+                                    "reference_generator": str(r.get("generator") or "reference"),
+                                    "dataset": r.get("dataset")}))
+        return self.limited(items)
+
+    def score(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+        import pandas as pd
+
+        ae = _alpaca_eval()
+        annotator = ae.annotators.PairwiseAnnotator(annotators_config=str(self.cfg.annotator), caching_path=None)
+        single = list(annotator.annotators.values())
+        unknown = sorted({k for s in single for k in s.completions_kwargs} - set(_PARAMS) - set(_NOT_SENT))
+        if unknown:
+            raise UserError(f"eval.alpaca_eval.annotator={self.cfg.annotator!r} needs {', '.join(unknown)}, which "
+                            f"ifforge's judge does not send; use weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2.0)")
+        judge = JudgeCompletions(self.ctx.judge(),
+                                 needs_logprobs=any(s.completions_kwargs.get("logprobs") for s in single))
+        for s in single:
+            s.fn_completions = judge
+        answers = [str(r) for r in responses]
+        reference = [{"instruction": it.prompt, "output": it.data["reference"],
+                      "generator": it.data["reference_generator"]} for it in items]
+        model = [{"instruction": it.prompt, "output": a, "generator": "candidate"} for it, a in zip(items, answers)]
+        annotated = annotator.annotate_head2head(outputs_1=reference, outputs_2=model, is_ordered=True,
+                                                 chunksize=None)
+        # back to the items: by instruction and both answers (rows come back shuffled, unannotated ones dropped)
+        where = {(it.prompt, it.data["reference"], a): k for k, (it, a) in enumerate(zip(items, answers))}
+        preference: Dict[int, Dict[str, Any]] = {}
+        for row in annotated:
+            k = where.get((row["instruction"], row["output_1"], row["output_2"]))
+            if k is not None and row.get("preference") is not None and not pd.isna(row["preference"]):
+                preference[k] = row
+        metrics = self._metrics(ae, items, answers, preference)
+        # the unjudged items whose request failed (the annotator drops them; its prompt quotes the instruction)
+        failed = [it.id for k, it in enumerate(items) if k not in preference
+                  and any(f'"""{it.prompt}"""' in p for p in judge.failed)]
+        rows = []
+        for k, (it, a) in enumerate(zip(items, answers)):
+            row = preference.get(k, {})
+            raw = row.get("preference_raw_completion") if row else None
+            rows.append({"id": it.id, "index": it.data["index"], "instruction": it.prompt, "response": a,
+                         "reference": it.data["reference"], "reference_generator": it.data["reference_generator"],
+                         "preference": row.get("preference"),  # 1: reference better .. 2: candidate better
+                         "glm_preference": row.get("glm_preference"),
+                         "judge_output": json.dumps(raw, default=str) if raw is not None else None})
+        metrics.update(items_left_out=failed, unparseable=len(items) - len(preference) - len(failed),
+                       annotator=str(self.cfg.annotator), reference=self.source,
+                       alpaca_eval_version=_version("alpaca-eval"))
+        return rows, metrics
+
+    @staticmethod
+    def _metrics(ae: Any, items: List[Item], answers: List[str], preference: Dict[int, Dict[str, Any]]) -> Dict[str, Any]:
+        import pandas as pd
+
+        avg_length = int(sum(len(a) for a in answers) / len(answers)) if answers else None  # characters, as AlpacaEval
+        base = {"n_items": len(items), "scored_verdicts": len(preference), "avg_length": avg_length}
+        if not preference:
+            return {**base, "win_rate": None, "length_controlled_winrate": None}
+        order = sorted(preference)
+        df = pd.DataFrame([preference[k] for k in order], index=[items[k].data["index"] for k in order])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = ae.metrics.get_length_controlled_winrate(df, save_weights_dir=None)
+        for k, glm in zip(order, df["glm_preference"]):  # the GLM's preference had the lengths been equal
+            preference[k]["glm_preference"] = float(glm)
+        keep = ("win_rate", "standard_error", "length_controlled_winrate", "lc_standard_error", "discrete_win_rate",
+                "n_wins", "n_wins_base", "n_draws", "n_total")
+        return {**base, **{k: _plain(m[k]) for k in keep if k in m}}
+
+    @classmethod
+    def headline(cls, metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        return {"AlpacaEval 2.0": {"LC Win Rate": _round(metrics.get("length_controlled_winrate")),
+                                   "Win Rate": _round(metrics.get("win_rate")),
+                                   "Avg Length": metrics.get("avg_length")}}
+
+    def table(self, metrics: Dict[str, Any], label: str) -> str:
+        return headline_tables(self.headline(metrics), label, notes=judge_note(metrics),
+                               details={"AlpacaEval 2.0": f"vs {self.cfg.reference_file}, annotator "
+                                                          f"{metrics.get('annotator')}, {metrics['scored_verdicts']}"
+                                                          f" of {metrics['n_items']} pairs judged"})
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as plain Python numbers for metrics.json."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(float(value), 2)
+
+
+def _version(dist: str) -> Optional[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
