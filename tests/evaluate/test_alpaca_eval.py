@@ -147,3 +147,45 @@ def test_conifer_table3_is_laid_out_like_the_paper(tmp_path, openai_server):
     row = lines[4].strip("| ").split(" | ")
     assert row[:3] == ["Mistral-7B-Conifer", "Mistral-7B", "SFT"] and row[5] == "7.00", lines
     assert re.fullmatch(r"\d+\.\d\d", row[3]) and row[4] == "18", lines
+
+
+# AlpacaEval's own entry point, run as its authors run it (its OpenAI client, its annotator, its metrics), on the
+# answers ifforge got and against the same scripted judge: ifforge's numbers must be its numbers.
+OFFICIAL = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+from alpaca_eval.main import evaluate
+model = json.load(open(sys.argv[1]))
+board, _ = evaluate(model_outputs=model, reference_outputs=sys.argv[2], annotators_config=sys.argv[3],
+                    output_path=None, precomputed_leaderboard=None, is_return_instead_of_print=True,
+                    is_cache_leaderboard=False, caching_path=None)
+print("RESULT " + board.iloc[0].to_json())
+"""
+
+
+@pytest.mark.slow
+def test_the_numbers_equal_alpaca_evals_own_evaluate(tmp_path, openai_server):
+    import subprocess
+    import sys
+
+    srv = openai_server
+    srv.on(lambda b: b.get("model") == "gpt-4-1106-preview", judge_reply)
+    proc = run(tmp_path, srv)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((suite_dir(tmp_path) / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (suite_dir(tmp_path) / "results.jsonl").read_text().splitlines()]
+    model = tmp_path / "model_outputs.json"
+    model.write_text(json.dumps([{"instruction": r["instruction"], "output": r["response"], "generator": "candidate"}
+                                 for r in rows]))
+    reference = next((tmp_path / "hf").rglob("alpaca_eval_gpt4_baseline.json"))
+    env = {**__import__("os").environ, **ENV, "OPENAI_API_BASE": srv.url, "HF_HUB_OFFLINE": "1",
+           "HF_HUB_CACHE": str(tmp_path / "hf")}
+    official = subprocess.run([sys.executable, "-c", OFFICIAL, str(model), str(reference),
+                               "weighted_alpaca_eval_gpt4_turbo"], env=env, capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+    assert official.returncode == 0, official.stderr[-3000:]
+    board = json.loads(official.stdout.split("RESULT ", 1)[1])
+    assert len([b for b in srv.requests if b.get("model") == "gpt-4-1106-preview"]) == 12  # 6 each: both judged
+    assert m["win_rate"] == pytest.approx(board["win_rate"], abs=1e-9)
+    assert m["length_controlled_winrate"] == pytest.approx(board["length_controlled_winrate"], abs=1e-9)
+    assert m["avg_length"] == board["avg_length"] and m["n_total"] == board["n_total"]
