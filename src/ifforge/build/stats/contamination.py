@@ -58,7 +58,7 @@ def fingerprint(cfg: Any) -> Dict[str, Any]:
     from ifforge.pipeline import plain
 
     c = plain(cfg.contamination)
-    for key in ("device", "batch_size", "backend"):  # like device: the backends agree to ~1e-6 (test_contamination_backends)
+    for key in ("device", "batch_size"):
         c.pop(key, None)
     c["benchmarks"] = {n: {k: plain(node).get(k) for k in SUITE_DATA_KEYS}
                        for n, node in benchmark_nodes(cfg).items()}
@@ -242,9 +242,6 @@ def check(cfg: Any) -> None:
         raise UserError(f"contamination.top_k must be >= 1 (got {c.top_k})")
     if c.drop_above is not None and not -1.0 <= float(c.drop_above) <= 1.0:
         raise UserError(f"contamination.drop_above must be a cosine similarity in [-1, 1] or null (got {c.drop_above})")
-    from ifforge.build.stats.exported_encoder import check_backend
-
-    check_backend(str(c.backend), str(c.device))
     unknown = sorted(set(c.templates) - {"rephrase"})
     if unknown:
         raise UserError(f"contamination.templates: unknown {unknown}; the one template is `rephrase`")
@@ -276,13 +273,12 @@ def kept_on_disk(embedder: Any, texts: List[str], folder: Path) -> Any:
 def apply(cfg: Any, assembly: Any, out: Path, judge: Any) -> None:
     """The build stage's entry, after assembly: load the test sets, encode, report (contamination.json, figures,
     the manifest's summary, the card's section) and drop contaminated rows from the splits when asked."""
-    from ifforge.build.stats.exported_encoder import embedder as make_embedder
+    from ifforge.build.stats.embeddings import Embedder
 
     c = cfg.contamination
     tests = load_test_sets(cfg)
+    embedder = Embedder(str(c.embedding_model), device=str(c.device), batch_size=int(c.batch_size))
     folder = Path(str(cfg.paths.artifacts)) / "embeddings"
-    embedder = make_embedder(str(c.embedding_model), str(c.backend), str(c.device), int(c.batch_size),
-                             folder / "onnx")
     assembly.splits, report = run(cfg, assembly.splits, out, embedder.encode, tests, judge,
                                   lambda texts: kept_on_disk(embedder, texts, folder))
     assembly.stats["contamination"] = {**report, "test_sets": {  # the pairs themselves stay in contamination.json
