@@ -58,7 +58,8 @@ def fingerprint(cfg: Any) -> Dict[str, Any]:
     from ifforge.pipeline import plain
 
     c = plain(cfg.contamination)
-    for key in ("device", "batch_size"):
+    # suites: the test sets resolved below say which ones; null (the run's suites) or named alike, the same build
+    for key in ("device", "batch_size", "suites"):
         c.pop(key, None)
     c["benchmarks"] = {n: {k: plain(node).get(k) for k in SUITE_DATA_KEYS}
                        for n, node in benchmark_nodes(cfg).items()}
