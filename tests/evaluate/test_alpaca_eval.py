@@ -29,11 +29,12 @@ def hub_cache(root):
     rows = [{"dataset": "test", "instruction": text, "output": f"REF answer to {i}.", "generator": "gpt4_turbo"}
             for i, text in enumerate(INSTRUCTIONS)]
     (snap / "alpaca_eval_gpt4_baseline.json").write_text(json.dumps(rows))
-    # two "gamed" baselines per instruction, as the real file has: preference in [0, 1], first rows in index order
+    # two "gamed" baselines per instruction, as the real file has: preference in [0, 1], first rows in index order;
+    # the harder the instruction, the likelier the baseline loses, so the LC prediction differs item by item
     lines = ["model,index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline"]
     for model, sign in (("verbose", 1), ("concise", -1)):
         for i in range(len(INSTRUCTIONS)):
-            lines.append(f"{model},{i},{0.5 + 0.3 * sign * (-1) ** i:.2f},{sign * (1 + i % 2)},{0.1 * i - 0.2:.2f},False")
+            lines.append(f"{model},{i},{0.1 + 0.15 * i + 0.05 * sign:.2f},{sign * (1 + i % 2)},{0.6 * i - 1.5:.2f},False")
     (snap / "df_gamed.csv").write_text("\n".join(lines) + "\n")
     return root
 
@@ -98,6 +99,9 @@ def test_alpaca_eval_judges_through_the_package_and_its_lc_model(tmp_path, opena
     assert 0 <= m["length_controlled_winrate"] <= 100 and m["scored_verdicts"] == 6
     assert m["avg_length"] == int(sum(len(r["response"]) for r in rows) / 6)
     assert m["reference"] == f"tatsu-lab/alpaca_eval@{COMMIT}/alpaca_eval_gpt4_baseline.json"
+    assert m["lc_data"] == f"tatsu-lab/alpaca_eval@{COMMIT}/df_gamed.csv"
+    assert m["annotator_sampling"] == {"model_name": "gpt-4-1106-preview", "max_tokens": 1, "temperature": 1,
+                                       "logprobs": True, "top_logprobs": 5}
     assert m["judge"]["model"] == "gpt-4-1106-preview" and m["unparseable"] == 0 and m["items_left_out"] == []
     table = (d / "table.md").read_text()
     assert "LC Win Rate" in table and "Judge: gpt-4-1106-preview" in table
@@ -114,6 +118,16 @@ def test_a_failed_judge_request_is_left_out_and_counted(tmp_path, openai_server)
     m = json.loads((suite_dir(tmp_path) / "metrics.json").read_text())
     assert m["items_left_out"] == ["1"] and m["scored_verdicts"] == 5 and m["unparseable"] == 0
     assert m["win_rate"] == pytest.approx((3 * 80 + 2 * 20) / 5)
+
+
+def test_a_judge_template_is_refused_the_annotator_has_its_own(tmp_path, openai_server):
+    template = tmp_path / "judge.j2"
+    template.write_text("Which is better? {{ prompt }}")
+    proc = run_cli(["stages=[eval]", "eval=[alpaca_eval]", f"eval.alpaca_eval.templates.judge={template}",
+                    *candidate_args(openai_server.url), *openai_args(openai_server.url, model="j", role="judge")],
+                   tmp_path, env=ENV)
+    assert proc.returncode != 0 and not openai_server.requests
+    assert "takes no template" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_offline_without_the_hub_files_is_one_line(tmp_path, openai_server):
@@ -169,11 +183,18 @@ def test_the_numbers_equal_alpaca_evals_own_evaluate(tmp_path, openai_server):
     import sys
 
     srv = openai_server
+    # one verdict the parser cannot read (neither m nor M among the alternatives): alpaca-eval's win rate leaves it
+    # out, its LC model still predicts for it; ifforge must do the same
+    srv.on(lambda b: b.get("model") == "gpt-4-1106-preview" and "topic 2 " in b["messages"][-1]["content"],
+           Scored("Both", {"Both": -0.1, "Neither": -2.5}))
     srv.on(lambda b: b.get("model") == "gpt-4-1106-preview", judge_reply)
     proc = run(tmp_path, srv)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((suite_dir(tmp_path) / "metrics.json").read_text())
     rows = [json.loads(line) for line in (suite_dir(tmp_path) / "results.jsonl").read_text().splitlines()]
+    assert m["unparseable"] == 1 and m["scored_verdicts"] == 5 and m["items_left_out"] == []
+    unread = next(r for r in rows if r["id"] == "2")
+    assert unread["preference"] is None and "Both" in unread["judge_output"] and unread["glm_preference"] is not None
     model = tmp_path / "model_outputs.json"
     model.write_text(json.dumps([{"instruction": r["instruction"], "output": r["response"], "generator": "candidate"}
                                  for r in rows]))
@@ -188,4 +209,6 @@ def test_the_numbers_equal_alpaca_evals_own_evaluate(tmp_path, openai_server):
     assert len([b for b in srv.requests if b.get("model") == "gpt-4-1106-preview"]) == 12  # 6 each: both judged
     assert m["win_rate"] == pytest.approx(board["win_rate"], abs=1e-9)
     assert m["length_controlled_winrate"] == pytest.approx(board["length_controlled_winrate"], abs=1e-9)
+    assert m["lc_standard_error"] == pytest.approx(board["lc_standard_error"], abs=1e-9)
+    assert m["lc_standard_error"] > 0  # the instruction difficulties move the LC prediction item by item
     assert m["avg_length"] == board["avg_length"] and m["n_total"] == board["n_total"]

@@ -33,7 +33,7 @@ log-probabilities of its one-token verdict sees them::
 Without ``"logprobs": true`` a Scored reply is its text and ``logprobs`` stays null, as before.
 
 Faults (``Fault.rate_limit``, ``http_error``, ``hang``, ``delay``, ``not_json``, ``empty_choices``,
-``missing_content``, ``null_content``) apply to the first ``times`` matches of their rule, or always when
+``missing_content``, ``null_content``, ``no_logprobs``) apply to the first ``times`` matches of their rule, or always when
 ``times`` is None. A reply callable may also return a Fault.
 
 Run it as its own process (benchmarks measure the client's CPU alone this way)::
@@ -108,6 +108,11 @@ class Fault:
     @classmethod
     def null_content(cls, times: Optional[int] = None) -> "Fault":
         return cls("null_content", times=times)
+
+    @classmethod
+    def no_logprobs(cls, times: Optional[int] = None) -> "Fault":
+        """A good reply that ignores `logprobs: true` (as some OpenAI-compatible servers do)."""
+        return cls("no_logprobs", times=times)
 
 
 @dataclass(frozen=True)
@@ -311,7 +316,7 @@ class OpenAIServer:
         elif kind == "null_content":
             message["content"] = None
         logprobs = None
-        if body.get("logprobs"):
+        if body.get("logprobs") and kind != "no_logprobs":
             logprobs = {"content": _token_logprobs(text, int(body.get("top_logprobs") or 0), scored)}
         choices = [{"index": i, "message": dict(message), "finish_reason": finish_reason, "logprobs": logprobs}
                    for i in range(n)]

@@ -13,12 +13,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from ifforge.config import GeneratorConfig
+from ifforge.errors import StageFailed
 from ifforge.llm import ChatRequest, make_generator
 from ifforge.llm.backends.openai_api import _parse
 from ifforge.llm.backends.vllm import VLLMBackend, sample_logprobs
 from ifforge.llm.cache import ResponseCache
 from ifforge.llm.types import Completion
-from tests.helpers.openai_server import Scored
+from tests.helpers.openai_server import Fault, Scored
 
 JUDGE = {"logprobs": True, "top_logprobs": 5, "max_tokens": 1}
 
@@ -79,10 +80,24 @@ def body(logprobs):
     {"content": [{"token": "M", "logprob": -1, "top_logprobs": [{"token": "m"}]}]},
     {"content": [{"token": "M", "logprob": -1, "top_logprobs": "Mm"}]},
 ])
-def test_a_malformed_logprobs_value_is_dropped_not_a_failed_call(malformed):
+def test_a_malformed_logprobs_value_parses_as_none(malformed):
     completion, reason = _parse(body(malformed).encode(), logprobs=True)
     assert completion is not None and completion.text == "M" and reason == ""
     assert completion.logprobs is None
+
+
+def test_a_reply_without_the_asked_logprobs_is_a_failed_call_sent_once_and_not_cached(openai_server, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    openai_server.on("Which", "M", fault=Fault.no_logprobs())
+    cfg = OmegaConf.structured(GeneratorConfig(name="openai", model="judge", base_url=openai_server.url,
+                                               max_retries=3))
+    for _ in range(2):  # a second run asks again: nothing was cached
+        gen = make_generator(cfg, cache_path=str(tmp_path / "c.sqlite"))
+        with pytest.raises(StageFailed, match="no token log-probabilities, which the call asked for"):
+            gen.generate([req("Which is better?", **JUDGE)])
+        gen.close()
+    assert len(openai_server.requests) == 2  # not retried: each retry would be paid for and answered the same
 
 
 def test_logprobs_are_read_only_when_asked_and_bytes_are_dropped():

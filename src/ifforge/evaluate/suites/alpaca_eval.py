@@ -35,6 +35,8 @@ LC_DATA = ("tatsu-lab/alpaca_eval", "df_gamed.csv")
 # calling, a provider's own client) cannot be answered faithfully through a chat request.
 _PARAMS = ("max_tokens", "temperature", "top_p", "logprobs", "top_logprobs", "seed", "stop")
 _NOT_SENT = ("model_name",)  # the judge's model is judge.model (or eval.alpaca_eval.judge_model)
+# A reply without tokens, as the log-probability parser can read it (no m, no M: no verdict)
+_NO_TOKEN = {"content": [{"token": "", "logprob": 0.0, "top_logprobs": []}]}
 
 
 @dataclass
@@ -84,13 +86,14 @@ def _alpaca_eval() -> Any:
 
 class JudgeCompletions:
     """alpaca-eval's `fn_completions` contract (prompts in; completions, raw choices, prices, times out), answered by
-    ifforge's judge generator. Failed requests are kept apart: the annotator sees an empty answer it cannot parse,
-    and the suite reports them as judge failures rather than as verdicts."""
+    ifforge's judge generator. A failed request's raw choice carries its error: the annotator finds no verdict in
+    it, and the suite leaves the pair out and reports it as a judge failure rather than as an unreadable verdict."""
 
     def __init__(self, generator: Any, needs_logprobs: bool):
         self.generator = generator
         self.needs_logprobs = needs_logprobs
-        self.failed: List[str] = []  # the prompts whose judge request failed
+        # (prompt, what came back): the annotator keeps no reply it could not parse, and marks no failure
+        self.replies: List[Tuple[str, Dict[str, Any]]] = []
 
     def __call__(self, prompts: List[str], **kwargs: Any) -> Dict[str, List[Any]]:
         from alpaca_eval.utils import prompt_to_chatml
@@ -104,15 +107,16 @@ class JudgeCompletions:
         for prompt, result in zip(prompts, results):
             sample = result.samples[0] if result.samples else None
             if not result.ok:
-                self.failed.append(prompt)
-                # no log-probabilities at all: the parser finds neither m nor M and leaves the pair unannotated
-                raw.append({"text": "", "error": result.error, "logprobs": {"content": [{"top_logprobs": []}]}})
+                raw.append({"text": "", "error": result.error, "logprobs": _NO_TOKEN})
+                self.replies.append((prompt, raw[-1]))
                 continue
-            if self.needs_logprobs and not sample.logprobs:
+            if self.needs_logprobs and sample.logprobs is None:  # the openai backend fails such a call itself
                 raise StageFailed("eval.alpaca_eval: the judge returned no log-probabilities; the annotator reads "
                                   "the top log-probabilities of its one-token verdict, so the judge must be an "
                                   "endpoint that returns them (OpenAI, vLLM) or hf_local")
-            raw.append({"text": sample.text, "logprobs": {"content": sample.logprobs or []}})
+            # an empty reply has no token to read alternatives from: an unreadable verdict, not a crash in the parser
+            raw.append({"text": sample.text, "logprobs": {"content": sample.logprobs or _NO_TOKEN["content"]}})
+            self.replies.append((prompt, {"text": sample.text, "logprobs": sample.logprobs}))
         return {"completions": [r.text or "" for r in results], "completions_all": raw,
                 "price_per_example": [math.nan] * len(results),  # ifforge's own cost accounting covers the judge
                 "time_per_example": [r.samples[0].latency if r.samples else math.nan for r in results]}
@@ -123,10 +127,14 @@ class AlpacaEval(Suite):
     name = "alpaca_eval"
     summary_columns = {"AlpacaEval 2.0 LC": "length_controlled_winrate", "Avg. length": "avg_length"}
     uses_judge = True
+    scored_by = "alpaca-eval"
 
     @classmethod
     def preflight(cls, cfg: Any, reference_dir: Optional[str]) -> None:
         """Before any answer is paid for: the annotator exists, and what the LC win rate reads can be had."""
+        if cfg.templates.judge:
+            raise UserError("eval.alpaca_eval.templates.judge: AlpacaEval's judge prompt is its annotator's "
+                            "(eval.alpaca_eval.annotator), read from the alpaca-eval package; it takes no template")
         annotator_config(str(cfg.annotator))
         hub_file(*LC_DATA)
         if not cfg.path:  # answers given in a responses file are still compared with the reference answers
@@ -182,46 +190,52 @@ class AlpacaEval(Suite):
         model = [{"instruction": it.prompt, "output": a, "generator": "candidate"} for it, a in zip(items, answers)]
         annotated = annotator.annotate_head2head(outputs_1=reference, outputs_2=model, is_ordered=True,
                                                  chunksize=None)
-        # back to the items: by instruction and both answers (rows come back shuffled, unannotated ones dropped)
-        where = {(it.prompt, it.data["reference"], a): k for k, (it, a) in enumerate(zip(items, answers))}
-        preference: Dict[int, Dict[str, Any]] = {}
-        for row in annotated:
-            k = where.get((row["instruction"], row["output_1"], row["output_2"]))
-            if k is not None and row.get("preference") is not None and not pd.isna(row["preference"]):
-                preference[k] = row
-        metrics = self._metrics(ae, items, answers, preference)
-        # the unjudged items whose request failed (the annotator drops them; its prompt quotes the instruction)
-        failed = [it.id for k, it in enumerate(items) if k not in preference
-                  and any(f'"""{it.prompt}"""' in p for p in judge.failed)]
+        # every pair comes back, in input order; the preference is NaN where the parser found neither m nor M
+        if len(annotated) != len(items) or any((row["instruction"], row["output_1"], row["output_2"])
+                                               != (it.prompt, it.data["reference"], a)
+                                               for row, it, a in zip(annotated, items, answers)):
+            raise StageFailed(f"eval.alpaca_eval: alpaca-eval {_version('alpaca-eval')} gave back "
+                              f"{len(annotated)} annotations for {len(items)} pairs, not one per pair in order")
+        replies = [judge_reply(judge.replies, it.prompt, it.data["reference"], a) for it, a in zip(items, answers)]
+        failed = [k for k, raw in enumerate(replies) if raw is not None and raw.get("error")]
+        metrics = self._metrics(ae, items, answers, annotated, failed)
         rows = []
-        for k, (it, a) in enumerate(zip(items, answers)):
-            row = preference.get(k, {})
-            raw = row.get("preference_raw_completion") if row else None
+        for k, (it, a, row, raw) in enumerate(zip(items, answers, annotated, replies)):
             rows.append({"id": it.id, "index": it.data["index"], "instruction": it.prompt, "response": a,
                          "reference": it.data["reference"], "reference_generator": it.data["reference_generator"],
-                         "preference": row.get("preference"),  # 1: reference better .. 2: candidate better
-                         "glm_preference": row.get("glm_preference"),
+                         "preference": _number(row.get("preference")),  # 1: reference better .. 2: candidate
+                         "glm_preference": _number(row.get("glm_preference")),
+                         "judge_failed": k in failed,
                          "judge_output": json.dumps(raw, default=str) if raw is not None else None})
-        metrics.update(items_left_out=failed, unparseable=len(items) - len(preference) - len(failed),
-                       annotator=str(self.cfg.annotator), reference=self.source,
+        metrics.update(items_left_out=[items[k].id for k in failed], annotator=str(self.cfg.annotator),
+                       annotator_sampling=dict(single[0].completions_kwargs), reference=self.source,
+                       # the instruction difficulties the LC model read, by the commit of the cached copy
+                       lc_data=f"{LC_DATA[0]}@{hub_file(*LC_DATA).parent.name}/{LC_DATA[1]}",
                        alpaca_eval_version=_version("alpaca-eval"))
         return rows, metrics
 
     @staticmethod
-    def _metrics(ae: Any, items: List[Item], answers: List[str], preference: Dict[int, Dict[str, Any]]) -> Dict[str, Any]:
+    def _metrics(ae: Any, items: List[Item], answers: List[str], annotated: List[Dict[str, Any]],
+                 failed: List[int]) -> Dict[str, Any]:
+        """Win rate and LC win rate over every pair the judge answered, as alpaca_eval.main.evaluate computes them:
+        the win rate over the readable verdicts, the LC model fit on those and averaged over all the answered pairs
+        (unreadable ones included). Pairs whose judge request failed are left out: no verdict was given."""
         import pandas as pd
 
         avg_length = int(sum(len(a) for a in answers) / len(answers)) if answers else None  # characters, as AlpacaEval
-        base = {"n_items": len(items), "scored_verdicts": len(preference), "avg_length": avg_length}
-        if not preference:
+        kept = [k for k in range(len(items)) if k not in set(failed)]
+        scored = sum(1 for k in kept if _number(annotated[k].get("preference")) is not None)
+        base = {"n_items": len(items), "scored_verdicts": scored, "unparseable": len(kept) - scored,
+                "avg_length": avg_length}
+        if not scored:
             return {**base, "win_rate": None, "length_controlled_winrate": None}
-        order = sorted(preference)
-        df = pd.DataFrame([preference[k] for k in order], index=[items[k].data["index"] for k in order])
+        # indexed by position in the full reference file: the LC model looks each instruction's difficulty up by it
+        df = pd.DataFrame([annotated[k] for k in kept], index=[items[k].data["index"] for k in kept])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m = ae.metrics.get_length_controlled_winrate(df, save_weights_dir=None)
-        for k, glm in zip(order, df["glm_preference"]):  # the GLM's preference had the lengths been equal
-            preference[k]["glm_preference"] = float(glm)
+        for k, glm in zip(kept, df["glm_preference"]):  # the GLM's preference had the lengths been equal
+            annotated[k]["glm_preference"] = float(glm)
         keep = ("win_rate", "standard_error", "length_controlled_winrate", "lc_standard_error", "discrete_win_rate",
                 "n_wins", "n_wins_base", "n_draws", "n_total")
         return {**base, **{k: _plain(m[k]) for k in keep if k in m}}
@@ -237,6 +251,21 @@ class AlpacaEval(Suite):
                                details={"AlpacaEval 2.0": f"vs {self.cfg.reference_file}, annotator "
                                                           f"{metrics.get('annotator')}, {metrics['scored_verdicts']}"
                                                           f" of {metrics['n_items']} pairs judged"})
+
+
+def judge_reply(replies: List[Tuple[str, Dict[str, Any]]], instruction: str, *outputs: str) -> Optional[Dict[str, Any]]:
+    """What the judge answered for a pair: the reply whose prompt quotes the instruction and both outputs (in either
+    order: the annotator swaps them for some instructions). None when the pair was never sent."""
+    quoted = [f'"""{text}"""' for text in (instruction, *outputs)]
+    return next((raw for prompt, raw in replies if all(q in prompt for q in quoted)), None)
+
+
+def _number(value: Any) -> Optional[float]:
+    """A preference as a plain float, None for the annotator's NaN/None (no verdict)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
 
 
 def _plain(value: Any) -> Any:
