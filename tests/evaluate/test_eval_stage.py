@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 import ifforge.__main__ as entry
 from ifforge.pipeline import run
 from tests.helpers.cli import run_cli
-from tests.helpers.data import REPO
+from tests.helpers.data import REPO, needs_shared_data
 from tests.helpers.judges import demorecon_files, script_judge
 
 DATA = REPO.parent / "shared" / "data"
@@ -185,3 +185,19 @@ def test_structured_judge_replies_in_json_under_ifforges_own_prompts(tmp_path, o
     fb = metrics["followbench"]
     assert fb["n_judge"] > 0 and all(v["hsr"] == 100.0 for v in fb["per_category"]["content"].values()
                                      if v["n"] and fb["n_judge"])
+
+
+@needs_shared_data
+def test_each_suites_own_judge_model_is_checked_before_anything_runs(tmp_path, tiny_model_dir):
+    answers = tmp_path / "answers.jsonl"
+    rows = [json.loads(x) for x in (DATA / "infobench" / "infobench_500.jsonl").read_text().splitlines()[:2]]
+    answers.write_text("".join(json.dumps({"id": r["id"], "response": "An answer."}) + "\n" for r in rows))
+    missing = tmp_path / "no-such-judge"
+    path = DATA / "infobench" / "infobench_500.jsonl"
+    proc = run_cli(["stages=[eval]", "eval=[infobench]", f"eval.infobench.path={path}",
+                    "eval.infobench.limit=2", f"eval.infobench.responses={answers}", "eval.infobench.protocol=ifforge",
+                    "judge=hf_local",
+                    f"judge.model={tiny_model_dir}", f"eval.infobench.judge_model={missing}"], tmp_path)
+    assert proc.returncode != 0
+    assert str(missing) in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "artifacts" / "eval").exists()

@@ -72,6 +72,9 @@ class Suite:
     official: Any = None
     # Bumped when a suite's arithmetic changes, so that results scored the old way are never reused.
     scoring_version = 1
+    # The distribution whose code scores the suite (alpaca-eval, lm-eval): its installed version joins the
+    # fingerprint, so an upgrade that changes the arithmetic never reuses the old scores.
+    scored_by: Optional[str] = None
 
     @property
     def reference(self) -> bool:

@@ -138,6 +138,13 @@ class EvalStage(Stage):
                                if k not in BUILD_ONLY_FIELDS}
         if cls.scoring_version != 1:
             slice_["scoring_version"] = cls.scoring_version
+        if cls.scored_by:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                slice_["scored_by"] = {cls.scored_by: version(cls.scored_by)}
+            except PackageNotFoundError:  # preflight says how to install it
+                slice_["scored_by"] = {cls.scored_by: None}
         if cls.official is not None and str(node.protocol) == "reference":  # the pinned official files
             from ifforge.evaluate.reference import SOURCES
 
@@ -173,8 +180,10 @@ class EvalStage(Stage):
             backend = BACKENDS.get(str(cfg.candidate.name))
             if not uses_train(cfg):  # a checkpoint still to be trained cannot be checked yet
                 backend(candidate_node(cfg)).check()
-        if any(cls.uses_judge for cls in suites.values()):
-            BACKENDS.get(str(cfg.judge.name))(cfg.judge).check()
+        judges = {str(judge_node(cfg, cfg.eval[n]).model): judge_node(cfg, cfg.eval[n])
+                  for n, cls in suites.items() if cls.uses_judge}
+        for node in judges.values():  # each judge model a suite asks (eval.<suite>.judge_model)
+            BACKENDS.get(str(node.name))(node).check()
 
     def build(self, cfg: DictConfig, out: Path, inputs: Dict[str, Artifact]) -> Dict[str, Any]:
         from ifforge.evaluate import candidate as cand
@@ -283,7 +292,7 @@ class _Generators:
         g.close()
         from ifforge.llm.types import merge_reports
 
-        role = role.split(":")[0]  # a suite's own judge model counts as the judge
+        # a suite's own judge model keeps its own line (`judge:<model>`): its own price, its own unknown price
         self.stats[role] = merge_reports(self.stats.get(role, {}), g.report())  # cost, price, per-step counts
 
     def close_all(self) -> None:

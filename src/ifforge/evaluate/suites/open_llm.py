@@ -115,6 +115,7 @@ def harness_model(backend: Any, batch_size: Any) -> Any:
 @SUITES.register("open_llm", schema=OpenLLMConfig)
 class OpenLLM(Suite):
     name = "open_llm"
+    scored_by = "lm-eval"
     summary_columns = {"Open LLM Avg.": "average"}
 
     @classmethod
