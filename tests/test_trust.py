@@ -189,8 +189,11 @@ def test_signals_end_the_run_cleanly(tmp_path, openai_server, sig, code, name):
     seeds = seeds_file(tmp_path, 20)
     args = build(srv.url, seeds, "generator.max_concurrency=1", f"paths.artifacts={tmp_path / 'artifacts'}",
                  f"hydra.run.dir={tmp_path / 'run'}")
+    # SIGINT at its default in the child: a shell's background job (`make test &`) starts with it ignored, and
+    # Python then keeps ignoring it, as a user's `nohup ifforge ... &` should
     proc = subprocess.Popen([sys.executable, "-m", "ifforge", *args], cwd=REPO, env=dict(os.environ, **ENV),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while srv.count() < 2 and time.time() < deadline:
         time.sleep(0.05)
