@@ -18,7 +18,9 @@ def _stats(path: str) -> Dict[str, Any]:
 
 def _requests(stats: Dict[str, Any], roles: tuple) -> str:
     parts = []
-    for role in roles:
+    # a suite's own judge model has its own line, `judge:<model>` (eval.<suite>.judge_model)
+    keys = [k for role in roles for k in stats if k == role or k.startswith(f"{role}:")]
+    for role in keys:
         g = stats.get(role)
         if not isinstance(g, dict) or "calls" not in g:
             continue

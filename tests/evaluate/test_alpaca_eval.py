@@ -154,6 +154,8 @@ def test_conifer_table3_is_laid_out_like_the_paper(tmp_path, openai_server):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     models = {b.get("model") for b in srv.requests}
     assert models == {"cand", "gpt-4-1106-preview", "gpt-4-0314"}, models
+    # each judge model on its own line of the run report: its own requests, its own price
+    assert "judge:gpt-4-1106-preview 6 requests" in proc.stdout and "judge:gpt-4-0314 4 requests" in proc.stdout
     lines = (sweep / "summary.md").read_text().splitlines()
     assert lines[0] == "# Conifer Table 3 (AlpacaEval 2.0 and MT-Bench; Mistral-7B, SFT)"
     assert lines[2] == ("| Model | Base Model | Stage | AlpacaEval 2.0 LC Win Rate | AlpacaEval 2.0 Avg Length "
