@@ -32,11 +32,13 @@ def test_runtime_settings_leave_the_fingerprint(base, same, different):
     assert fingerprint(slice_of(*base, different)) != reference
 
 
-def test_more_eval_suites_keep_the_build_when_the_contamination_test_sets_are_named():
-    """Table 3's suites can be added to Table 2's run without rebuilding or retraining: the contamination report
-    checks the suites it names, whether named or taken from the run's eval list."""
+def test_table3_can_reuse_table2s_builds_when_the_contamination_test_sets_are_named():
+    """The command table3.yaml gives for scoring Table 2's checkpoints: the contamination report checks the suites it
+    names, whether named or taken from the run's eval list, so the build (and so the checkpoint) is Table 2's."""
     table2 = ("experiment=conifer/table2", "model=mistral-7b", "variant=conifer/conifer")
-    both = (*table2, "eval=[ifeval,followbench,infobench,alpaca_eval,mt_bench]",
-            "contamination.suites=[ifeval,followbench,infobench]")
-    assert fingerprint(slice_of(*both)) == fingerprint(slice_of(*table2))
+    table3 = ("experiment=conifer/table3", "variant=conifer/conifer", "contamination.enabled=true",
+              "eval=[ifeval,followbench,infobench,alpaca_eval,mt_bench]",
+              "contamination.suites=[ifeval,followbench,infobench]")
+    assert fingerprint(slice_of(*table3)) == fingerprint(slice_of(*table2))
+    assert fingerprint(slice_of(*table3[:2])) != fingerprint(slice_of(*table2))  # table3 as it comes: its own builds
     assert fingerprint(slice_of(*table2, "contamination.suites=[ifeval,infobench]")) != fingerprint(slice_of(*table2))

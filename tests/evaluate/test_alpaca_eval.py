@@ -100,8 +100,7 @@ def test_alpaca_eval_judges_through_the_package_and_its_lc_model(tmp_path, opena
     assert m["avg_length"] == int(sum(len(r["response"]) for r in rows) / 6)
     assert m["reference"] == f"tatsu-lab/alpaca_eval@{COMMIT}/alpaca_eval_gpt4_baseline.json"
     assert m["lc_data"] == f"tatsu-lab/alpaca_eval@{COMMIT}/df_gamed.csv"
-    assert m["annotator_sampling"] == {"model_name": "gpt-4-1106-preview", "max_tokens": 1, "temperature": 1,
-                                       "logprobs": True, "top_logprobs": 5}
+    assert m["annotator_sampling"] == {"max_tokens": 1, "temperature": 1, "logprobs": True, "top_logprobs": 5}
     assert m["judge"]["model"] == "gpt-4-1106-preview" and m["unparseable"] == 0 and m["items_left_out"] == []
     table = (d / "table.md").read_text()
     assert "LC Win Rate" in table and "Judge: gpt-4-1106-preview" in table

@@ -96,6 +96,7 @@ def test_a_reply_without_the_asked_logprobs_is_a_failed_call_sent_once_and_not_c
         gen = make_generator(cfg, cache_path=str(tmp_path / "c.sqlite"))
         with pytest.raises(StageFailed, match="no token log-probabilities, which the call asked for"):
             gen.generate([req("Which is better?", **JUDGE)])
+        assert gen.stats.failures == 1 and gen.stats.completion_tokens == 1  # paid for: counted in the cost
         gen.close()
     assert len(openai_server.requests) == 2  # not retried: each retry would be paid for and answered the same
 

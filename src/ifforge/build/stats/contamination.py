@@ -58,9 +58,11 @@ def fingerprint(cfg: Any) -> Dict[str, Any]:
     from ifforge.pipeline import plain
 
     c = plain(cfg.contamination)
-    # suites: the test sets resolved below say which ones; null (the run's suites) or named alike, the same build
-    for key in ("device", "batch_size", "suites"):
+    for key in ("device", "batch_size"):
         c.pop(key, None)
+    # suites: the test sets resolved below say which ones; null (the run's suites) or named alike, the same build
+    # (kept as null rather than dropped, so builds fingerprinted with suites: null before stay valid)
+    c["suites"] = None
     c["benchmarks"] = {n: {k: plain(node).get(k) for k in SUITE_DATA_KEYS}
                        for n, node in benchmark_nodes(cfg).items()}
     return c

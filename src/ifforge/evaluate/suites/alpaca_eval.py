@@ -208,7 +208,7 @@ class AlpacaEval(Suite):
                          "judge_failed": k in failed,
                          "judge_output": json.dumps(raw, default=str) if raw is not None else None})
         metrics.update(items_left_out=[items[k].id for k in failed], annotator=str(self.cfg.annotator),
-                       annotator_sampling=dict(single[0].completions_kwargs), reference=self.source,
+                       annotator_sampling={k: v for k, v in single[0].completions_kwargs.items() if k not in _NOT_SENT}, reference=self.source,
                        # the instruction difficulties the LC model read, by the commit of the cached copy
                        lc_data=f"{LC_DATA[0]}@{hub_file(*LC_DATA).parent.name}/{LC_DATA[1]}",
                        alpaca_eval_version=_version("alpaca-eval"))
@@ -219,7 +219,9 @@ class AlpacaEval(Suite):
                  failed: List[int]) -> Dict[str, Any]:
         """Win rate and LC win rate over every pair the judge answered, as alpaca_eval.main.evaluate computes them:
         the win rate over the readable verdicts, the LC model fit on those and averaged over all the answered pairs
-        (unreadable ones included). Pairs whose judge request failed are left out: no verdict was given."""
+        (unreadable ones included). Pairs whose judge request failed are left out: no verdict was given. (The
+        package's own client, after its retries, hands the annotator an empty reply instead, which then counts as
+        unreadable; ifforge computes nothing from a failed request, and reports the pair as left out.)"""
         import pandas as pd
 
         avg_length = int(sum(len(a) for a in answers) / len(answers)) if answers else None  # characters, as AlpacaEval

@@ -253,9 +253,11 @@ class _Session:
             completion, reason = _parse(content, logprobs=wants_logprobs)
             if completion is not None and wants_logprobs and completion.logprobs is None:
                 # not retried: an endpoint that leaves them out does so every time, and each retry is paid for
-                return self._failed("the reply has no token log-probabilities, which the call asked for "
-                                    "(logprobs: true); use an endpoint that returns them", _snippet(content),
-                                    state, started)
+                failed = self._failed("the reply has no token log-probabilities, which the call asked for "
+                                      "(logprobs: true); use an endpoint that returns them", _snippet(content),
+                                      state, started)
+                failed.prompt_tokens, failed.completion_tokens = completion.prompt_tokens, completion.completion_tokens
+                return failed  # its tokens still count toward the cost: the reply was paid for
             if completion is not None:
                 completion.latency = time.perf_counter() - started
                 completion.retries = max(0, state.sent - 1)
