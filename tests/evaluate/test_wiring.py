@@ -56,6 +56,21 @@ def test_fingerprint_slices_are_per_suite():
     assert slices["infobench"][0] != slices["infobench"][2]
 
 
+def test_the_scoring_librarys_version_keys_the_suite(monkeypatch):
+    """An alpaca-eval or lm-eval upgrade may change the arithmetic: its scores are then computed again."""
+    import importlib.metadata
+
+    c = cfg("stages=[eval]", "eval=[ifeval,alpaca_eval,open_llm]")
+    st, suites = EvalStage(), selected_suites(c)
+    before = {n: st.suite_config(c, n, cls) for n, cls in suites.items()}
+    assert before["alpaca_eval"]["scored_by"] == {"alpaca-eval": importlib.metadata.version("alpaca-eval")}
+    assert before["open_llm"]["scored_by"] == {"lm-eval": importlib.metadata.version("lm-eval")}
+    assert "scored_by" not in before["ifeval"]
+    monkeypatch.setattr(importlib.metadata, "version", lambda dist: "99.0")
+    after = {n: st.suite_config(c, n, cls) for n, cls in suites.items()}
+    assert after["alpaca_eval"] != before["alpaca_eval"] and after["ifeval"] == before["ifeval"]
+
+
 def test_a_users_judge_prompt_is_templates_judge(tmp_path):
     """`eval.<suite>.templates.judge`: the file's content keys the suite's scores, a missing file fails preflight,
     and the judge is asked with it."""

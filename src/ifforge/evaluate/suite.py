@@ -76,6 +76,16 @@ class Suite:
     # fingerprint, so an upgrade that changes the arithmetic never reuses the old scores.
     scored_by: Optional[str] = None
 
+    @classmethod
+    def library_version(cls) -> Optional[str]:
+        """The installed version of `scored_by` (None when it is not installed: preflight says how to get it)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(cls.scored_by) if cls.scored_by else None
+        except PackageNotFoundError:
+            return None
+
     @property
     def reference(self) -> bool:
         """Whether this suite scores with its benchmark's own protocol (`protocol: reference`)."""

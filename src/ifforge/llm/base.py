@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 import logging
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -146,6 +147,7 @@ class Generator:
 
         def on_done(local_index: int, completion: Completion) -> None:
             i = todo[local_index]
+            completion = _with_asked_logprobs(calls[i], completion)
             done[i] = completion
             if self.cache is not None:
                 self.cache.put(keys[i], completion)
@@ -245,3 +247,15 @@ class Generator:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _with_asked_logprobs(call: Call, completion: Completion) -> Completion:
+    """A reply without the token log-probabilities its call asked for is a failed call, whatever the backend: the
+    caller reads them (a judge's one-token verdict), so it is not cached. The backend does not retry it either (an
+    endpoint that leaves them out does so every time, and each retry is paid for); its tokens still count toward
+    the cost: the reply was paid for."""
+    if not (completion.ok and completion.logprobs is None and call.params.get("logprobs")):
+        return completion
+    return replace(completion, text=None, raw=completion.text,
+                   error="the reply has no token log-probabilities, which the call asked for (logprobs: true); "
+                         "use an endpoint that returns them")

@@ -139,12 +139,7 @@ class EvalStage(Stage):
         if cls.scoring_version != 1:
             slice_["scoring_version"] = cls.scoring_version
         if cls.scored_by:
-            from importlib.metadata import PackageNotFoundError, version
-
-            try:
-                slice_["scored_by"] = {cls.scored_by: version(cls.scored_by)}
-            except PackageNotFoundError:  # preflight says how to install it
-                slice_["scored_by"] = {cls.scored_by: None}
+            slice_["scored_by"] = {cls.scored_by: cls.library_version()}
         if cls.official is not None and str(node.protocol) == "reference":  # the pinned official files
             from ifforge.evaluate.reference import SOURCES
 
@@ -180,9 +175,8 @@ class EvalStage(Stage):
             backend = BACKENDS.get(str(cfg.candidate.name))
             if not uses_train(cfg):  # a checkpoint still to be trained cannot be checked yet
                 backend(candidate_node(cfg)).check()
-        judges = {str(judge_node(cfg, cfg.eval[n]).model): judge_node(cfg, cfg.eval[n])
-                  for n, cls in suites.items() if cls.uses_judge}
-        for node in judges.values():  # each judge model a suite asks (eval.<suite>.judge_model)
+        judges = [judge_node(cfg, cfg.eval[n]) for n, cls in suites.items() if cls.uses_judge]
+        for node in {str(j.model): j for j in judges}.values():  # each judge model a suite asks, once
             BACKENDS.get(str(node.name))(node).check()
 
     def build(self, cfg: DictConfig, out: Path, inputs: Dict[str, Artifact]) -> Dict[str, Any]:

@@ -89,9 +89,8 @@ class JudgeCompletions:
     ifforge's judge generator. A failed request's raw choice carries its error: the annotator finds no verdict in
     it, and the suite leaves the pair out and reports it as a judge failure rather than as an unreadable verdict."""
 
-    def __init__(self, generator: Any, needs_logprobs: bool):
+    def __init__(self, generator: Any):
         self.generator = generator
-        self.needs_logprobs = needs_logprobs
         # (prompt, what came back): the annotator keeps no reply it could not parse, and marks no failure
         self.replies: List[Tuple[str, Dict[str, Any]]] = []
 
@@ -110,10 +109,7 @@ class JudgeCompletions:
                 raw.append({"text": "", "error": result.error, "logprobs": _NO_TOKEN})
                 self.replies.append((prompt, raw[-1]))
                 continue
-            if self.needs_logprobs and sample.logprobs is None:  # the openai backend fails such a call itself
-                raise StageFailed("eval.alpaca_eval: the judge returned no log-probabilities; the annotator reads "
-                                  "the top log-probabilities of its one-token verdict, so the judge must be an "
-                                  "endpoint that returns them (OpenAI, vLLM) or hf_local")
+            # (a reply without the log-probabilities asked for is a failed call: the generator sees to it)
             # an empty reply has no token to read alternatives from: an unreadable verdict, not a crash in the parser
             raw.append({"text": sample.text, "logprobs": {"content": sample.logprobs or _NO_TOKEN["content"]}})
             self.replies.append((prompt, {"text": sample.text, "logprobs": sample.logprobs}))
@@ -171,8 +167,6 @@ class AlpacaEval(Suite):
         return self.limited(items)
 
     def score(self, items: List[Item], responses: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
-        import pandas as pd
-
         ae = _alpaca_eval()
         annotator = ae.annotators.PairwiseAnnotator(annotators_config=str(self.cfg.annotator), caching_path=None)
         single = list(annotator.annotators.values())
@@ -180,8 +174,7 @@ class AlpacaEval(Suite):
         if unknown:
             raise UserError(f"eval.alpaca_eval.annotator={self.cfg.annotator!r} needs {', '.join(unknown)}, which "
                             f"ifforge's judge does not send; use weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2.0)")
-        judge = JudgeCompletions(self.ctx.judge(),
-                                 needs_logprobs=any(s.completions_kwargs.get("logprobs") for s in single))
+        judge = JudgeCompletions(self.ctx.judge())
         for s in single:
             s.fn_completions = judge
         answers = [str(r) for r in responses]
@@ -194,7 +187,7 @@ class AlpacaEval(Suite):
         if len(annotated) != len(items) or any((row["instruction"], row["output_1"], row["output_2"])
                                                != (it.prompt, it.data["reference"], a)
                                                for row, it, a in zip(annotated, items, answers)):
-            raise StageFailed(f"eval.alpaca_eval: alpaca-eval {_version('alpaca-eval')} gave back "
+            raise StageFailed(f"eval.alpaca_eval: alpaca-eval {self.library_version()} gave back "
                               f"{len(annotated)} annotations for {len(items)} pairs, not one per pair in order")
         replies = [judge_reply(judge.replies, it.prompt, it.data["reference"], a) for it, a in zip(items, answers)]
         failed = [k for k, raw in enumerate(replies) if raw is not None and raw.get("error")]
@@ -207,11 +200,12 @@ class AlpacaEval(Suite):
                          "glm_preference": _number(row.get("glm_preference")),
                          "judge_failed": k in failed,
                          "judge_output": json.dumps(raw, default=str) if raw is not None else None})
+        sampling = {k: v for k, v in single[0].completions_kwargs.items() if k not in _NOT_SENT}
         metrics.update(items_left_out=[items[k].id for k in failed], annotator=str(self.cfg.annotator),
-                       annotator_sampling={k: v for k, v in single[0].completions_kwargs.items() if k not in _NOT_SENT}, reference=self.source,
+                       annotator_sampling=sampling, reference=self.source,
                        # the instruction difficulties the LC model read, by the commit of the cached copy
                        lc_data=f"{LC_DATA[0]}@{hub_file(*LC_DATA).parent.name}/{LC_DATA[1]}",
-                       alpaca_eval_version=_version("alpaca-eval"))
+                       alpaca_eval_version=self.library_version())
         return rows, metrics
 
     @staticmethod
@@ -225,7 +219,8 @@ class AlpacaEval(Suite):
         import pandas as pd
 
         avg_length = int(sum(len(a) for a in answers) / len(answers)) if answers else None  # characters, as AlpacaEval
-        kept = [k for k in range(len(items)) if k not in set(failed)]
+        left_out = set(failed)
+        kept = [k for k in range(len(items)) if k not in left_out]
         scored = sum(1 for k in kept if _number(annotated[k].get("preference")) is not None)
         base = {"n_items": len(items), "scored_verdicts": scored, "unparseable": len(kept) - scored,
                 "avg_length": avg_length}
@@ -277,12 +272,3 @@ def _plain(value: Any) -> Any:
 
 def _round(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(float(value), 2)
-
-
-def _version(dist: str) -> Optional[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None

@@ -249,15 +249,7 @@ class _Session:
                 return self._failed(f"connection error: {_short(str(exc.__cause__ or exc))}", None, state, started)
             except Exception as exc:
                 return self._failed(f"{type(exc).__name__}: {_short(str(exc))}", None, state, started)
-            wants_logprobs = bool(call.params.get("logprobs"))
-            completion, reason = _parse(content, logprobs=wants_logprobs)
-            if completion is not None and wants_logprobs and completion.logprobs is None:
-                # not retried: an endpoint that leaves them out does so every time, and each retry is paid for
-                failed = self._failed("the reply has no token log-probabilities, which the call asked for "
-                                      "(logprobs: true); use an endpoint that returns them", _snippet(content),
-                                      state, started)
-                failed.prompt_tokens, failed.completion_tokens = completion.prompt_tokens, completion.completion_tokens
-                return failed  # its tokens still count toward the cost: the reply was paid for
+            completion, reason = _parse(content, logprobs=bool(call.params.get("logprobs")))
             if completion is not None:
                 completion.latency = time.perf_counter() - started
                 completion.retries = max(0, state.sent - 1)
@@ -306,7 +298,7 @@ def _parse(body: bytes, logprobs: bool = False) -> Tuple[Optional[Completion], s
 
 def _token_logprobs(value: Any) -> Optional[List[Dict[str, Any]]]:
     """`choice.logprobs.content` in the shape Completion.logprobs keeps (token, logprob, top_logprobs; the byte
-    lists dropped), or None when it is missing or malformed (the call then fails: it asked for them)."""
+    lists dropped), or None when it is missing or malformed: the generator then fails the call, which asked for them."""
     content = value.get("content") if isinstance(value, dict) else None
     if not isinstance(content, list):
         return None
